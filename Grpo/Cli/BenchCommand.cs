@@ -1,0 +1,42 @@
+// `grpo bench [--device cpu|cuda] [--json]`: speed figures, one JSON object a line, with the same
+// figure names as the PyTorch peers in shared/bench (cpu_sgemm with n and gflops, ...), so that a
+// reader can put the two outputs side by side. A benchmark prints; it never asserts a time.
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Grpo.Compute;
+
+namespace Grpo.Cli;
+
+public static class BenchCommand
+{
+    public static Command Create()
+    {
+        var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+        var json = new Option<bool>("--json") { Description = "only the JSON lines" };
+        var command = new Command("bench", "Measure speed: matmul GFLOP/s (later: training and sampling tokens/s)") { device, json };
+        command.SetAction(parse =>
+        {
+            foreach (var figure in CpuSgemm()) Console.WriteLine(JsonSerializer.Serialize(figure));
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>C = A @ B for n in 256, 512, 1024, as torch_cpu_anchor.py does (same reps).</summary>
+    public static IEnumerable<Dictionary<string, object>> CpuSgemm()
+    {
+        var rng = new Random(0);
+        foreach (int n in new[] { 256, 512, 1024 })
+        {
+            var a = new float[n * n]; var b = new float[n * n]; var c = new float[n * n];
+            for (int i = 0; i < a.Length; i++) { a[i] = (float)rng.NextDouble() - 0.5f; b[i] = (float)rng.NextDouble() - 0.5f; }
+            int reps = n <= 256 ? 200 : n <= 512 ? 40 : 8;
+            CpuGemm.Multiply(a, b, c, n, n, n, accumulate: false);
+            var watch = Stopwatch.StartNew();
+            for (int r = 0; r < reps; r++) CpuGemm.Multiply(a, b, c, n, n, n, accumulate: false);
+            double seconds = watch.Elapsed.TotalSeconds / reps;
+            yield return new() { ["fig"] = "cpu_sgemm", ["n"] = n, ["gflops"] = Math.Round(2.0 * n * n * n / seconds / 1e9, 2) };
+        }
+    }
+}

@@ -1,0 +1,20 @@
+// The command-line program: `grpo <command>`. With no command it runs `demo`, the main job.
+// One file per command in Cli/; each exposes Create() returning its System.CommandLine Command.
+using System.CommandLine;
+
+namespace Grpo.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("Grpo: GRPO (DeepSeekMath's Group Relative Policy Optimization) from scratch in C#");
+        foreach (var command in Commands()) root.Subcommands.Add(command);
+        return root.Parse(args).Invoke();
+    }
+
+    public static IEnumerable<Command> Commands()
+    {
+        yield return BenchCommand.Create();
+    }
+}

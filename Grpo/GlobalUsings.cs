@@ -1,0 +1,2 @@
+global using Grpo.Tensors;
+global using Tensor = Grpo.Tensors.Tensor;

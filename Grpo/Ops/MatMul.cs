@@ -1,0 +1,85 @@
+// MatMul: C = op(A) @ op(B), batched, where op is the identity or the transpose of the last two axes.
+//
+// Shapes: A is (..., M, K) (or (..., K, M) with transposeA); B is (K, N) shared by every batch, or
+// (..., K, N) with A's leading axes (or (..., N, K) with transposeB). C is (..., M, N).
+// A linear layer with a Hugging Face weight W of shape (out, in) is MatMul(x, W, transposeB: true).
+// Backward (C = A'B' with A' = op(A), B' = op(B)):
+//   dA' = dC @ B'^T      dB' = A'^T @ dC
+// and dA = dA' (or its transpose), likewise for B. A shared B sums dB' over the batch.
+// Every product ends in Compute/CpuGemm.Multiply. Tests: GradCheckTests (matmul), MatMulTests.
+using System.Buffers;
+using Grpo.Compute;
+
+namespace Grpo.Ops;
+
+public static partial class Op
+{
+    public static Tensor MatMul(Tensor a, Tensor b, bool transposeA = false, bool transposeB = false)
+    {
+        if (a.Rank < 2 || b.Rank < 2) throw new ArgumentException($"MatMul needs rank >= 2, got {ShapeText(a)} and {ShapeText(b)}");
+        int m = transposeA ? a.Dim(-1) : a.Dim(-2), k = transposeA ? a.Dim(-2) : a.Dim(-1);
+        int kb = transposeB ? b.Dim(-1) : b.Dim(-2), n = transposeB ? b.Dim(-2) : b.Dim(-1);
+        if (k != kb) throw new ArgumentException($"MatMul: inner dimensions differ, {ShapeText(a)} and {ShapeText(b)} (transposeA {transposeA}, transposeB {transposeB})");
+        int batch = a.Size / (m * k == 0 ? 1 : m * k);
+        bool shared = b.Rank == 2;
+        if (!shared && b.Size != batch * k * n) throw new ArgumentException($"MatMul: batch axes differ, {ShapeText(a)} and {ShapeText(b)}");
+
+        var shape = a.Shape.ToArray();
+        shape[^2] = m; shape[^1] = n;
+        var c = Tensor.Zeros(shape);
+        // A shared, untransposed-A product is one tall (batch*M, K) x (K, N) product.
+        bool flatten = shared && !transposeA;
+        int steps = flatten ? 1 : batch, rows = flatten ? batch * m : m;
+        int aStride = m * k, bStride = shared ? 0 : k * n, cStride = m * n;
+
+        for (int s = 0; s < steps; s++)
+            Product(a.Data.AsSpan(s * aStride), transposeA, b.Data.AsSpan(s * bStride), transposeB,
+                c.Data.AsSpan(s * cStride), rows, k, n, accumulate: false);
+
+        Autograd.Record(c, [a, b], () =>
+        {
+            var dC = c.Grad!;
+            for (int s = 0; s < steps; s++)
+            {
+                var dCs = dC.AsSpan(s * cStride);
+                var aS = a.Data.AsSpan(s * aStride);
+                var bS = b.Data.AsSpan(s * bStride);
+                if (a.RequiresGrad)
+                {
+                    var dA = a.GradOrCreate().AsSpan(s * aStride);
+                    if (!transposeA) Product(dCs, false, bS, !transposeB, dA, rows, n, k, accumulate: true);
+                    else Product(bS, transposeB, dCs, true, dA, k, n, m, accumulate: true);
+                }
+                if (b.RequiresGrad)
+                {
+                    var dB = b.GradOrCreate().AsSpan(s * bStride);
+                    if (!transposeB) Product(aS, !transposeA, dCs, false, dB, k, rows, n, accumulate: true);
+                    else Product(dCs, true, aS, transposeA, dB, n, rows, k, accumulate: true);
+                }
+            }
+        });
+        return c;
+    }
+
+    /// <summary>c (m, n) (+)= op(a) (m, k) @ op(b) (k, n); a transposed operand is stored (k, m) or (n, k).</summary>
+    internal static void Product(ReadOnlySpan<float> a, bool transposeA, ReadOnlySpan<float> b, bool transposeB,
+        Span<float> c, int m, int k, int n, bool accumulate)
+    {
+        float[]? aT = null, bT = null;
+        if (transposeA)
+        {
+            aT = ArrayPool<float>.Shared.Rent(m * k);
+            CpuGemm.Transpose(a[..(m * k)], aT, k, m);
+            a = aT;
+        }
+        if (transposeB)
+        {
+            bT = ArrayPool<float>.Shared.Rent(k * n);
+            CpuGemm.Transpose(b[..(k * n)], bT, n, k);
+            b = bT;
+        }
+        CpuGemm.Multiply(a, b, c, m, k, n, accumulate);
+        if (aT != null) ArrayPool<float>.Shared.Return(aT);
+        if (bT != null) ArrayPool<float>.Shared.Return(bT);
+    }
+}
