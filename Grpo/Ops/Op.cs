@@ -3,7 +3,7 @@
 //
 // Each file holds one op's forward and its backward side by side. The forward computes the output
 // on the CPU (the readable reference) and calls Autograd.Record with a closure that, given
-// output.Grad, adds the input gradients. Gradient checks for every op: Grpo.Tests/GradCheckTests*.cs.
+// output.Grad, adds the input gradients. Gradient checks for every op: Grpo.Tests/GradCheckTests.cs and Grpo.Tests/Ops/.
 namespace Grpo.Ops;
 
 public static partial class Op
