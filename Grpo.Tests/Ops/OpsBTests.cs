@@ -167,6 +167,50 @@ public class OpsBTests
         GradCheck.AssertOk(GradCheck.Check(t => Op.Attention(t[0], t[1], t[2], keyMask, 1), [q, k, v], 7, maxPerInput: 100));
     }
 
+    /// <summary>Attention straight from its definition, in float64, one score at a time.</summary>
+    private static double[] NaiveAttention(Tensor q, Tensor k, Tensor v, bool[]? keyMask, int offset)
+    {
+        int B = q.Dim(0), T = q.Dim(1), Hq = q.Dim(2), D = q.Dim(3), S = k.Dim(1), Hkv = k.Dim(2);
+        var output = new double[q.Size];
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+                for (int h = 0; h < Hq; h++)
+                {
+                    int g = h / (Hq / Hkv);
+                    var scores = new List<(int Key, double Score)>();
+                    for (int s = 0; s <= Math.Min(offset + t, S - 1); s++)
+                    {
+                        if (keyMask != null && !keyMask[b * S + s]) continue;
+                        double dot = 0;
+                        for (int d = 0; d < D; d++) dot += (double)q.Data[((b * T + t) * Hq + h) * D + d] * k.Data[((b * S + s) * Hkv + g) * D + d];
+                        scores.Add((s, dot / Math.Sqrt(D)));
+                    }
+                    if (scores.Count == 0) continue;
+                    double max = scores.Max(x => x.Score), total = scores.Sum(x => Math.Exp(x.Score - max));
+                    foreach (var (s, score) in scores)
+                        for (int d = 0; d < D; d++)
+                            output[((b * T + t) * Hq + h) * D + d] += Math.Exp(score - max) / total * v.Data[((b * S + s) * Hkv + g) * D + d];
+                }
+        return output;
+    }
+
+    [Theory]
+    [InlineData(16, 37)]   // one 16-wide block of the head, keys in 32- and 16-wide blocks and a tail
+    [InlineData(33, 50)]   // a 32-wide block of the head and a tail
+    public void AttentionAgreesWithItsDefinitionAtWidthsThatUseEveryVectorPath(int headDim, int keys)
+    {
+        var rng = new Random(headDim);
+        int batch = 2, time = keys - 5, kvHeads = 2, queryHeads = 4;
+        var q = GradCheck.Random(rng, 1, batch, time, queryHeads, headDim);
+        var k = GradCheck.Random(rng, 1, batch, keys, kvHeads, headDim);
+        var v = GradCheck.Random(rng, 1, batch, keys, kvHeads, headDim);
+        bool[] keyMask = Enumerable.Range(0, batch * keys).Select(i => i % 7 != 3).ToArray();
+        var expected = NaiveAttention(q, k, v, keyMask, 5);
+        var actual = Op.Attention(q.Detach(), k.Detach(), v.Detach(), keyMask).Data;
+        for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(expected[i] - actual[i]) < 1e-5, $"element {i}: {expected[i]} vs {actual[i]}");
+        GradCheck.AssertOk(GradCheck.Check(t => Op.Attention(t[0], t[1], t[2], keyMask), [q, k, v], headDim, maxPerInput: 12));
+    }
+
     [Fact]
     public void AttentionWithOneKeyReturnsV()
     {

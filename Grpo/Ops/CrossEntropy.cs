@@ -23,8 +23,9 @@ public static partial class Op
             throw new ArgumentException($"CrossEntropy: {weights.Length} weights for {rows} targets");
         SoftmaxRows.CheckTargets(targets, vocab, "CrossEntropy");
 
+        float Weight(int row) => weights?[row] ?? 1f;
         double weightSum = 0;
-        for (int i = 0; i < rows; i++) weightSum += weights?[i] ?? 1f;
+        for (int i = 0; i < rows; i++) weightSum += Weight(i);
         var logSumExps = new float[rows];
         var rowLosses = new float[rows];
         SoftmaxRows.For(rows, vocab, vocab, (r, scratch) =>
@@ -33,9 +34,11 @@ public static partial class Op
             logSumExps[r] = SoftmaxRows.LogSumExp(row, scratch);
             rowLosses[r] = logSumExps[r] - row[targets[r]];
         });
+        // A row of weight 0 is left out rather than multiplied by 0, so a masked row whose loss is
+        // infinite (its target's logit -inf) cannot turn the sum into NaN.
         double total = 0;
         for (int i = 0; i < rows; i++)
-            if ((weights?[i] ?? 1f) != 0f) total += (double)(weights?[i] ?? 1f) * rowLosses[i];
+            if (Weight(i) != 0f) total += (double)Weight(i) * rowLosses[i];
         var loss = Tensor.Scalar(weightSum == 0 ? 0f : (float)(total / weightSum));
 
         Autograd.Record(loss, [logits], () =>
@@ -45,7 +48,7 @@ public static partial class Op
             float dLoss = loss.Grad![0];
             SoftmaxRows.For(rows, vocab, vocab, (r, scratch) =>
             {
-                float coefficient = (float)(dLoss * (weights?[r] ?? 1f) / weightSum);
+                float coefficient = (float)(dLoss * Weight(r) / weightSum);
                 if (coefficient == 0f) return;
                 var dRow = dLogits.AsSpan(r * vocab, vocab);
                 // dRow += coefficient * (softmax - onehot), softmax = e^(x - lse)
