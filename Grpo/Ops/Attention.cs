@@ -1,0 +1,210 @@
+// Scaled dot-product attention: causal, grouped-query, with a key mask (padding).
+//
+// For batch b, query head h (reading kv head g = h / (Hq / Hkv)) and query t at position p = offset + t:
+//   score_s = q_t . k_s / sqrt(D)                 for the allowed keys: s <= p and keyMask[b*S + s]
+//   P_s = softmax_s(score)  (over allowed keys only; the others get P_s = 0)
+//   o_t = sum_s P_s v_s
+// Backward, with dO the output gradient and dP_s = dO . v_s:
+//   dv_s += P_s dO      dscore_s = P_s (dP_s - sum_s' P_s' dP_s') = P_s (dO . v_s - dO . o_t)
+//   dq_t += sum_s dscore_s k_s / sqrt(D)          dk_s += dscore_s q_t / sqrt(D)
+// Shapes: q (B, T, Hq, D), k and v (B, S, Hkv, D) -> o (B, T, Hq, D). queryOffset -1 means S - T:
+// the full forward has S == T (offset 0); decoding with a KV cache has T new queries after S - T cached keys.
+// A query with no allowed key (all padding before it) outputs zeros and passes zero gradient.
+// Hand-worked: with a single key, P = [1] whatever the score, so the output is v exactly.
+// The forward keeps P (B, Hq, T, S) for the backward; under NoGrad it keeps only one row at a time.
+// Speed (this is on the training hot path): every product is a row vector times a matrix
+// (AttentionLayout.VectorTimesMatrix, 16 outputs per register). Scores read K transposed to (D, S) so
+// they run along the keys, over only the causal part; P V and dscore K read V and K in place.
+// The backward sums dk and dv transposed, (D, S), and adds them in at the end.
+// Tests: Grpo.Tests/Ops/OpsBTests.cs.
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Grpo.Ops;
+
+public static partial class Op
+{
+    public static Tensor Attention(Tensor q, Tensor k, Tensor v, bool[]? keyMask = null, int queryOffset = -1)
+    {
+        if (q.Rank != 4 || k.Rank != 4 || v.Rank != 4)
+            throw new ArgumentException($"Attention needs q (B, T, Hq, D), k and v (B, S, Hkv, D), got {ShapeText(q)}, {ShapeText(k)}, {ShapeText(v)}");
+        CheckSameShape(k, v, "Attention (k and v)");
+        int B = q.Dim(0), T = q.Dim(1), Hq = q.Dim(2), D = q.Dim(3);
+        int S = k.Dim(1), Hkv = k.Dim(2);
+        if (k.Dim(0) != B || k.Dim(3) != D || Hkv == 0 || Hq % Hkv != 0)
+            throw new ArgumentException($"Attention: q {ShapeText(q)} and k {ShapeText(k)} disagree (batch, head size, or Hq not a multiple of Hkv)");
+        if (keyMask != null && keyMask.Length != B * S)
+            throw new ArgumentException($"Attention: keyMask has {keyMask.Length} entries, expected B * S = {B * S}");
+        if (queryOffset < -1) throw new ArgumentOutOfRangeException(nameof(queryOffset), queryOffset, "Attention: queryOffset must be >= 0, or -1 for S - T");
+        int offset = queryOffset == -1 ? S - T : queryOffset;
+        int group = Hq / Hkv;
+        float scale = 1f / MathF.Sqrt(D);
+
+        bool keepProbs = Autograd.IsRecording && (q.RequiresGrad || k.RequiresGrad || v.RequiresGrad);
+        float[]? probs = keepProbs ? new float[(long)B * Hq * T * S] : null;   // (B, Hq, T, S)
+        var output = Tensor.Zeros(B, T, Hq, D);
+        var maskBias = AttentionLayout.MaskBias(keyMask, B * S);   // (B, S): 0 or -inf
+        long workPerPair = (long)T * S * D;
+        int keyBlock = D * S;
+
+        // One (batch, query head) pair per task: each writes its own output rows and P block.
+        // Scratch: K of the pair's kv head transposed to (D, S), and one row of scores.
+        SoftmaxRows.For(B * Hq, workPerPair, keyBlock + S, (pair, scratch) =>
+        {
+            int b = pair / Hq, h = pair % Hq, kvHead = h / group;
+            int kvAt = (b * S * Hkv + kvHead) * D;   // row 0 of this kv head
+            var keysT = scratch[..keyBlock];
+            AttentionLayout.GatherTransposed(k.Data, keysT, b, kvHead, S, Hkv, D);
+            for (int t = 0; t < T; t++)
+            {
+                int allowed = Math.Min(offset + t + 1, S);   // causal: keys 0 .. offset + t
+                if (allowed <= 0) continue;
+                var p = probs != null ? probs.AsSpan((pair * T + t) * S, allowed) : scratch.Slice(keyBlock, allowed);
+                int qAt = ((b * T + t) * Hq + h) * D;
+                var qRow = q.Data.AsSpan(qAt, D);
+                // score_s = sum_d q_d k_sd / sqrt(D), along the rows of K^T (the keys stay contiguous).
+                AttentionLayout.VectorTimesMatrix(qRow, keysT, S, p, accumulate: false);
+                TensorPrimitives.Multiply(p, scale, p);
+                if (maskBias != null) TensorPrimitives.Add(p, maskBias.AsSpan(b * S, allowed), p);
+                float max = TensorPrimitives.Max(p);
+                if (float.IsNegativeInfinity(max)) { p.Clear(); continue; }   // no allowed key: zeros
+                TensorPrimitives.Subtract(p, max, p);
+                TensorPrimitives.Exp(p, p);                                    // masked keys: e^-inf = 0
+                TensorPrimitives.Multiply(p, 1f / TensorPrimitives.Sum(p), p);
+                // o = sum_s P_s v_s, reading v in place: row s of head kvHead sits Hkv * D after row s - 1.
+                AttentionLayout.VectorTimesMatrix(p, v.Data.AsSpan(kvAt), Hkv * D, output.Data.AsSpan(qAt, D), accumulate: false);
+            }
+        });
+
+        Autograd.Record(output, [q, k, v], () =>
+        {
+            var dOut = output.Grad!;
+            float[]? dq = q.RequiresGrad ? q.GradOrCreate() : null;
+            float[]? dk = k.RequiresGrad ? k.GradOrCreate() : null;
+            float[]? dv = v.RequiresGrad ? v.GradOrCreate() : null;
+            // One (batch, kv head) pair per task: the query heads of a group share dk and dv rows,
+            // so they go to the same task and no two tasks write the same gradient.
+            SoftmaxRows.For(B * Hkv, workPerPair * group, 3 * keyBlock + S, (pair, scratch) =>
+            {
+                int b = pair / Hkv, kvHead = pair % Hkv;
+                int kvAt = (b * S * Hkv + kvHead) * D;
+                var valuesT = scratch[..keyBlock];
+                var dKeysT = scratch.Slice(keyBlock, keyBlock);
+                var dValuesT = scratch.Slice(2 * keyBlock, keyBlock);
+                AttentionLayout.GatherTransposed(v.Data, valuesT, b, kvHead, S, Hkv, D);
+                dKeysT.Clear();
+                dValuesT.Clear();
+                for (int h = kvHead * group; h < (kvHead + 1) * group; h++)
+                    for (int t = 0; t < T; t++)
+                    {
+                        int allowed = Math.Min(offset + t + 1, S);
+                        if (allowed <= 0) continue;
+                        int qAt = ((b * T + t) * Hq + h) * D;
+                        var p = probs!.AsSpan(((b * Hq + h) * T + t) * S, allowed);
+                        var dORow = dOut.AsSpan(qAt, D);
+                        var qRow = q.Data.AsSpan(qAt, D);
+                        // dscore_s = P_s (dO . v_s - dO . o) / sqrt(D); masked keys have P_s = 0.
+                        var dScore = scratch.Slice(3 * keyBlock, allowed);
+                        AttentionLayout.VectorTimesMatrix(dORow, valuesT, S, dScore, accumulate: false);
+                        TensorPrimitives.Subtract(dScore, TensorPrimitives.Dot(dORow, output.Data.AsSpan(qAt, D)), dScore);
+                        TensorPrimitives.Multiply(dScore, p, dScore);
+                        TensorPrimitives.Multiply(dScore, scale, dScore);
+                        if (dq != null)
+                            AttentionLayout.VectorTimesMatrix(dScore, k.Data.AsSpan(kvAt), Hkv * D, dq.AsSpan(qAt, D), accumulate: true);
+                        for (int d = 0; d < D; d++)
+                        {
+                            var dKRow = dKeysT.Slice(d * S, allowed);
+                            TensorPrimitives.MultiplyAdd(dScore, qRow[d], dKRow, dKRow);
+                            var dVRow = dValuesT.Slice(d * S, allowed);
+                            TensorPrimitives.MultiplyAdd(p, dORow[d], dVRow, dVRow);
+                        }
+                    }
+                if (dk != null) AttentionLayout.ScatterAddTransposed(dKeysT, dk, b, kvHead, S, Hkv, D);
+                if (dv != null) AttentionLayout.ScatterAddTransposed(dValuesT, dv, b, kvHead, S, Hkv, D);
+            });
+        });
+        return output;
+    }
+}
+
+/// <summary>The layout helpers of Attention (file-local, so their names stay out of Op).</summary>
+file static class AttentionLayout
+{
+    /// <summary>0 for an allowed key, -infinity for a masked one; null when every key is allowed.</summary>
+    public static float[]? MaskBias(bool[]? keyMask, int length)
+    {
+        if (keyMask == null) return null;
+        var bias = new float[length];
+        for (int i = 0; i < length; i++) bias[i] = keyMask[i] ? 0f : float.NegativeInfinity;
+        return bias;
+    }
+
+    /// <summary>y_j (+)= sum_r x_r m[r * stride + j] for j < y.Length: a row vector times a matrix whose
+    /// rows lie stride apart. Sixteen columns of y at a time stay in a register while r runs.</summary>
+    public static void VectorTimesMatrix(ReadOnlySpan<float> x, ReadOnlySpan<float> m, int stride, Span<float> y, bool accumulate)
+    {
+        int rows = x.Length, columns = y.Length;
+        if (!accumulate) y.Clear();
+        if (rows == 0) return;
+        if ((long)(rows - 1) * stride + columns > m.Length) throw new ArgumentException("VectorTimesMatrix: matrix too short");
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            ref float x0 = ref MemoryMarshal.GetReference(x);
+            ref float m0 = ref MemoryMarshal.GetReference(m);
+            ref float y0 = ref MemoryMarshal.GetReference(y);
+            for (; j + 32 <= columns; j += 32)   // two independent sums, so the adds overlap
+            {
+                var sum0 = Vector512.LoadUnsafe(ref y0, (nuint)j);
+                var sum1 = Vector512.LoadUnsafe(ref y0, (nuint)(j + 16));
+                for (int r = 0; r < rows; r++)
+                {
+                    var xr = Vector512.Create(Unsafe.Add(ref x0, r));
+                    sum0 = Vector512.FusedMultiplyAdd(xr, Vector512.LoadUnsafe(ref m0, (nuint)((long)r * stride + j)), sum0);
+                    sum1 = Vector512.FusedMultiplyAdd(xr, Vector512.LoadUnsafe(ref m0, (nuint)((long)r * stride + j + 16)), sum1);
+                }
+                sum0.StoreUnsafe(ref y0, (nuint)j);
+                sum1.StoreUnsafe(ref y0, (nuint)(j + 16));
+            }
+            for (; j + 16 <= columns; j += 16)   // even and odd rows in two sums, for the same reason
+            {
+                var even = Vector512.LoadUnsafe(ref y0, (nuint)j);
+                var odd = Vector512<float>.Zero;
+                int r = 0;
+                for (; r + 2 <= rows; r += 2)
+                {
+                    even = Vector512.FusedMultiplyAdd(Vector512.Create(Unsafe.Add(ref x0, r)), Vector512.LoadUnsafe(ref m0, (nuint)((long)r * stride + j)), even);
+                    odd = Vector512.FusedMultiplyAdd(Vector512.Create(Unsafe.Add(ref x0, r + 1)), Vector512.LoadUnsafe(ref m0, (nuint)((long)(r + 1) * stride + j)), odd);
+                }
+                if (r < rows) even = Vector512.FusedMultiplyAdd(Vector512.Create(Unsafe.Add(ref x0, r)), Vector512.LoadUnsafe(ref m0, (nuint)((long)r * stride + j)), even);
+                (even + odd).StoreUnsafe(ref y0, (nuint)j);
+            }
+        }
+        if (j == columns) return;
+        var rest = y[j..];
+        for (int r = 0; r < rows; r++)
+            TensorPrimitives.MultiplyAdd(m.Slice(r * stride + j, columns - j), x[r], rest, rest);
+    }
+
+    /// <summary>Rows s of x (B, S, H, D) at batch b, head h, into xT (D, S).</summary>
+    public static void GatherTransposed(float[] x, Span<float> xT, int b, int h, int S, int H, int D)
+    {
+        for (int s = 0; s < S; s++)
+        {
+            int at = ((b * S + s) * H + h) * D;
+            for (int d = 0; d < D; d++) xT[d * S + s] = x[at + d];
+        }
+    }
+
+    /// <summary>The inverse of GatherTransposed, adding: grad (B, S, H, D) at b, h += gradT (D, S).</summary>
+    public static void ScatterAddTransposed(ReadOnlySpan<float> gradT, float[] grad, int b, int h, int S, int H, int D)
+    {
+        for (int s = 0; s < S; s++)
+        {
+            int at = ((b * S + s) * H + h) * D;
+            for (int d = 0; d < D; d++) grad[at + d] += gradT[d * S + s];
+        }
+    }
+}
