@@ -62,9 +62,10 @@ public static class ExplainCommand
         {
             AdvantageScale.Group => options.Eps == 0 ? "std(r)" : "(std(r) + eps)",
             AdvantageScale.Batch => options.Eps == 0 ? "std(batch)" : "(std(batch) + eps)",
-            _ => "1",
+            _ => "",
         };
-        output.WriteLine($"Outcome supervision (DeepSeekMath 4.1.2): A_i = (r_i - mean(r)) / {divisor}, per group of G = {groupSize}");
+        string formula = divisor == "" ? "r_i - mean(r)" : $"(r_i - mean(r)) / {divisor}";
+        output.WriteLine($"Outcome supervision (DeepSeekMath 4.1.2): A_i = {formula}, per group of G = {groupSize}");
         output.WriteLine($"  std: {(options.Std == StdKind.Population ? "population (divide by n, as the paper's example)" : "sample (divide by n - 1, as TRL)")}, " +
             $"scale: {options.Scale.ToString().ToLowerInvariant()}{(options.Scale == AdvantageScale.None ? " (Dr. GRPO: no division)" : "")}, eps = {F(options.Eps)}");
         if (options.Scale == AdvantageScale.Batch)
@@ -81,7 +82,9 @@ public static class ExplainCommand
             if (result.GroupStds[g] == 0)
                 output.WriteLine("  every output got the same reward: nothing to prefer, advantages are 0");
             else
-                output.WriteLine($"  A = (r - {F(mean)}) / {F(result.Divisors[g])} = [{Join(advantages)}]");
+                output.WriteLine(options.Scale == AdvantageScale.None
+                    ? $"  A = r - {F(mean)} = [{Join(advantages)}]"
+                    : $"  A = (r - {F(mean)}) / {F(result.Divisors[g])} = [{Join(advantages)}]");
         }
         output.WriteLine($"advantages: [{Join(result.Advantages)}]");
         output.WriteLine("Every token of output i gets A_i (outcome supervision); the policy loss pushes up outputs with A > 0.");
