@@ -1,7 +1,7 @@
 // The built-in task: arithmetic word problems in the spirit of DeepSeekMath's example ("Weng earns
 // $12 an hour for babysitting. Yesterday she did 50 minutes of babysitting. How much did she earn?"),
 // small enough for a character-level model of ~0.35M parameters to learn on a CPU in minutes.
-//   prompt   "Sam earns $12 an hour baking. He works 50 minutes. How much does he earn?\n"
+//   prompt   "Sam earns $12 an hour baking. He works 50 minutes. How much is he paid?\n"
 //   solution "12 * 50 = 600\n600 / 60 = 10\nAnswer: 10"
 // One line per step "a op b = c", then "Answer: N". Prompt + solution fit in MaxChars (120), so with
 // BOS and EOS a problem fits a 128-token context of the CharTokenizer over Alphabet.

@@ -7,6 +7,8 @@
 // held-out problems are new strings, not copies of training ones. Words are short (names up to 4
 // letters, items up to 8) so that every prompt and solution fits ArithmeticTask.MaxChars; names
 // start with one of few capitals so that the alphabet stays small (ArithmeticTask.Alphabet).
+// Worst cases, longest words and numbers (prompt + solution): wage 120 ("Jill earns $30 an hour
+// babysitting ... 50 minutes"), share 118, buy-more and change 112, one-step problems at most 102.
 // Tests: Grpo.Tests/Tasks/ArithmeticTaskTests.cs (every generated problem fits, solves, verifies).
 using Grpo.Sampling;
 
@@ -134,7 +136,7 @@ internal static class ArithmeticTemplates
     {
         var (name, she) = Person(rng); var job = Pick(rng, Jobs);
         var (rate, minutes) = Pick(rng, WholeWages);
-        return ($"{name} earns ${rate} an hour {job}. {Cap(she)} works {minutes} minutes. How much does {she} earn?",
+        return ($"{name} earns ${rate} an hour {job}. {Cap(she)} works {minutes} minutes. How much is {she} paid?",
             [new(rate, '*', minutes), new(rate * minutes, '/', 60)]);
     }
 
@@ -161,7 +163,7 @@ internal static class ArithmeticTemplates
         var (first, second) = TwoColours(rng);
         int friends = rng.NextInt(2, 9), total = friends * rng.NextInt(2, 12);
         int a = rng.NextInt(1, total - 1), b = total - a;
-        return ($"{name} splits {a} {first} and {b} {second} {items} among {friends} friends. How many does each get?",
+        return ($"{name} splits {a} {first} and {b} {second} {items} among {friends} kids. How many does each get?",
             [new(a, '+', b), new(total, '/', friends)]);
     }
 
