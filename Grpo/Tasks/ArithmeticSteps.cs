@@ -31,7 +31,7 @@ public readonly record struct ArithmeticStep(long Left, char Operator, long Righ
         _ => throw new InvalidOperationException($"unknown operator '{Operator}'"),
     };
 
-    public override string ToString() => $"{Left} {Operator} {Right} = {Result}";
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Left} {Operator} {Right} = {Result}");
 
     /// <summary>True when "left op right = claimed" holds exactly (division by zero never holds).</summary>
     public static bool Holds(long left, char op, long right, long claimed) => op switch

@@ -12,6 +12,7 @@
 // optional format reward when an answer line with a number is present, else 0. Step rewards for
 // process supervision are ArithmeticSteps.Score's.
 // Tests: Grpo.Tests/Tasks/ArithmeticTaskTests.cs, ProcessRewardTests.cs.
+using System.Globalization;
 using Grpo.Sampling;
 
 namespace Grpo.Tasks;
@@ -100,13 +101,13 @@ public sealed class ArithmeticTask : IProcessRewardTask
 
     /// <summary>A worked solution: one "a op b = c" line per step, then "Answer: N".</summary>
     public static string SolutionFor(IReadOnlyList<ArithmeticStep> steps) =>
-        string.Concat(steps.Select(step => step + "\n")) + $"{AnswerMarker} {steps[^1].Result}";
+        string.Concat(steps.Select(step => step + "\n")) + AnswerMarker + " " + steps[^1].Result.ToString(CultureInfo.InvariantCulture);
 
     private Problem Generate(Rng rng)
     {
         var phrasings = templates[rng.NextInt(templates.Length)];
         var (question, steps) = phrasings[rng.NextInt(phrasings.Length)](rng);
-        var problem = new Problem(question + "\n", steps[^1].Result.ToString(), SolutionFor(steps));
+        var problem = new Problem(question + "\n", steps[^1].Result.ToString(CultureInfo.InvariantCulture), SolutionFor(steps));
         // A template that breaks the budget or the alphabet is a bug here, not bad input.
         if (problem.Prompt.Length + problem.Solution.Length > MaxChars)
             throw new InvalidOperationException($"problem longer than {MaxChars} characters: {question}");

@@ -70,14 +70,14 @@ internal static class ArithmeticTemplates
 
     private static ArithmeticTemplate AddGets(int low, int high) => rng =>
     {
-        var (name, she) = Person(rng); var items = Pick(rng, Items);
+        var (name, pronoun) = Person(rng); var items = Pick(rng, Items);
         int a = rng.NextInt(low, high), b = rng.NextInt(low, high);
-        return ($"{name} has {a} {items}. {Cap(she)} gets {b} more. How many {items} does {she} have now?", [new(a, '+', b)]);
+        return ($"{name} has {a} {items}. {Cap(pronoun)} gets {b} more. How many {items} does {pronoun} have now?", [new(a, '+', b)]);
     };
 
     private static ArithmeticTemplate AddColours(int low, int high) => rng =>
     {
-        var (name, she) = Person(rng); var items = Pick(rng, Items);
+        var (name, pronoun) = Person(rng); var items = Pick(rng, Items);
         var (first, second) = TwoColours(rng);
         int a = rng.NextInt(low, high), b = rng.NextInt(low, high);
         return ($"{name} has {a} {first} {items} and {b} {second} {items}. How many {items} is that?", [new(a, '+', b)]);
@@ -85,30 +85,30 @@ internal static class ArithmeticTemplates
 
     private static ArithmeticTemplate SubGivesAway(int low, int high) => rng =>
     {
-        var (name, she) = Person(rng); var items = Pick(rng, Items);
+        var (name, pronoun) = Person(rng); var items = Pick(rng, Items);
         int a = rng.NextInt(low, high), b = rng.NextInt(Math.Min(low, a), a);
-        return ($"{name} has {a} {items}. {Cap(she)} gives away {b}. How many {items} are left?", [new(a, '-', b)]);
+        return ($"{name} has {a} {items}. {Cap(pronoun)} gives away {b}. How many {items} are left?", [new(a, '-', b)]);
     };
 
     private static ArithmeticTemplate SubLost(int low, int high) => rng =>
     {
-        var (name, she) = Person(rng); var items = Pick(rng, Items);
+        var (name, pronoun) = Person(rng); var items = Pick(rng, Items);
         int a = rng.NextInt(low, high), b = rng.NextInt(Math.Min(low, a), a);
-        return ($"{name} had {a} {items} and lost {b}. How many {items} does {she} have left?", [new(a, '-', b)]);
+        return ($"{name} had {a} {items} and lost {b}. How many {items} does {pronoun} have left?", [new(a, '-', b)]);
     };
 
     private static ArithmeticTemplate MulContainers(int lowCount, int highCount, int lowEach, int highEach) => rng =>
     {
-        var (name, she) = Person(rng); var items = Pick(rng, Items); var containers = Pick(rng, Containers);
+        var (name, pronoun) = Person(rng); var items = Pick(rng, Items); var containers = Pick(rng, Containers);
         int a = rng.NextInt(lowCount, highCount), b = rng.NextInt(lowEach, highEach);
-        return ($"{name} has {a} {containers} with {b} {items} in each. How many {items} does {she} have?", [new(a, '*', b)]);
+        return ($"{name} has {a} {containers} with {b} {items} in each. How many {items} does {pronoun} have?", [new(a, '*', b)]);
     };
 
     private static ArithmeticTemplate MulBuys(int lowCount, int highCount, int lowEach, int highEach) => rng =>
     {
-        var (name, she) = Person(rng); var items = Pick(rng, Items); var containers = Pick(rng, Containers);
+        var (name, pronoun) = Person(rng); var items = Pick(rng, Items); var containers = Pick(rng, Containers);
         int a = rng.NextInt(lowCount, highCount), b = rng.NextInt(lowEach, highEach);
-        return ($"{name} buys {a} {containers} of {b} {items}. How many {items} does {she} buy?", [new(a, '*', b)]);
+        return ($"{name} buys {a} {containers} of {b} {items}. How many {items} does {pronoun} buy?", [new(a, '*', b)]);
     };
 
     private static ArithmeticTemplate DivShare(int lowDivisor, int highDivisor, int lowQuotient, int highQuotient) => rng =>
@@ -120,9 +120,9 @@ internal static class ArithmeticTemplates
 
     private static ArithmeticTemplate DivPack(int lowDivisor, int highDivisor, int lowQuotient, int highQuotient) => rng =>
     {
-        var (name, she) = Person(rng); var items = Pick(rng, Items); var containers = Pick(rng, Containers);
+        var (name, pronoun) = Person(rng); var items = Pick(rng, Items); var containers = Pick(rng, Containers);
         int perContainer = rng.NextInt(lowDivisor, highDivisor), total = perContainer * rng.NextInt(lowQuotient, highQuotient);
-        return ($"{name} packs {total} {items} into {containers} of {perContainer}. How many {containers} does {she} fill?",
+        return ($"{name} packs {total} {items} into {containers} of {perContainer}. How many {containers} does {pronoun} fill?",
             [new(total, '/', perContainer)]);
     };
 
@@ -134,26 +134,26 @@ internal static class ArithmeticTemplates
 
     private static (string, ArithmeticStep[]) Wage(Rng rng)
     {
-        var (name, she) = Person(rng); var job = Pick(rng, Jobs);
+        var (name, pronoun) = Person(rng); var job = Pick(rng, Jobs);
         var (rate, minutes) = Pick(rng, WholeWages);
-        return ($"{name} earns ${rate} an hour {job}. {Cap(she)} works {minutes} minutes. How much is {she} paid?",
+        return ($"{name} earns ${rate} an hour {job}. {Cap(pronoun)} works {minutes} minutes. How much is {pronoun} paid?",
             [new(rate, '*', minutes), new(rate * minutes, '/', 60)]);
     }
 
     private static (string, ArithmeticStep[]) BuyMore(Rng rng)
     {
-        var (name, she) = Person(rng); var items = Pick(rng, Items); var containers = Pick(rng, Containers);
+        var (name, pronoun) = Person(rng); var items = Pick(rng, Items); var containers = Pick(rng, Containers);
         int start = rng.NextInt(10, 50), count = rng.NextInt(2, 9), each = rng.NextInt(2, 9);
-        return ($"{name} has {start} {items}. {Cap(she)} buys {count} {containers} of {each} more. How many does {she} have?",
+        return ($"{name} has {start} {items}. {Cap(pronoun)} buys {count} {containers} of {each} more. How many does {pronoun} have?",
             [new(count, '*', each), new(start, '+', count * each)]);
     }
 
     private static (string, ArithmeticStep[]) Change(Rng rng)
     {
-        var (name, she) = Person(rng); var items = Pick(rng, Items);
+        var (name, pronoun) = Person(rng); var items = Pick(rng, Items);
         int count = rng.NextInt(2, 9), price = rng.NextInt(2, 9), cost = count * price;
         int note = new[] { 10, 20, 50, 100 }.First(n => n > cost);
-        return ($"{name} buys {count} {items} at ${price} each and pays ${note}. How much change does {she} get?",
+        return ($"{name} buys {count} {items} at ${price} each and pays ${note}. How much change does {pronoun} get?",
             [new(count, '*', price), new(note, '-', cost)]);
     }
 

@@ -23,8 +23,8 @@ public interface IRlTask
     /// <summary>One training problem drawn with <paramref name="rng"/>; never one of <see cref="HeldOut"/>'s.</summary>
     Problem SampleTraining(Rng rng);
 
-    /// <summary>The first <paramref name="count"/> held-out problems: the same list every call, distinct
-    /// as strings, and disjoint from everything <see cref="SampleTraining"/> can return.</summary>
+    /// <summary>The first <paramref name="count"/> held-out problems (fewer when the task has fewer): the
+    /// same list every call, distinct as strings, and disjoint from everything <see cref="SampleTraining"/> can return.</summary>
     IReadOnlyList<Problem> HeldOut(int count);
 
     /// <summary>The completion's final answer as a canonical number string, or null when it gives none.
