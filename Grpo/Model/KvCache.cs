@@ -1,0 +1,77 @@
+// The key/value cache for incremental decoding: each layer's rotated keys and values of every token
+// seen so far, so a new token attends to them without recomputing the prefix.
+//
+// Per layer: keys and values (B, capacity, Hkv, D); one key mask (B * capacity), false at padding.
+// Length is how many positions of every row are filled. A cached forward of T new tokens writes
+// their keys/values at [Length, Length + T) and attends over the whole buffer with
+// queryOffset = Length: query t may read keys s <= Length + t only, so the unfilled tail is never
+// read and no copy of the prefix is needed.
+// Memory: 2 * layers * B * capacity * Hkv * D floats (Tiny, B 4, capacity 64: 8 KB per layer side).
+// Tests: Grpo.Tests/Model/TransformerTests.cs (cached logits equal the full forward's, position by position).
+namespace Grpo.Model;
+
+public sealed class KvCache
+{
+    private readonly float[][] keys, values;   // per layer, (B, capacity, Hkv, D)
+    private readonly int kvHeads, headDim;
+
+    public int Batch { get; }
+    public int Capacity { get; }
+    public int Length { get; private set; }
+
+    /// <summary>(B * capacity): false where a cached position is padding.</summary>
+    public bool[] KeyMask { get; }
+
+    public KvCache(TransformerConfig config, int batch, int capacity)
+    {
+        if (batch <= 0 || capacity <= 0) throw new ArgumentException($"batch ({batch}) and capacity ({capacity}) must be positive");
+        Batch = batch;
+        Capacity = capacity;
+        kvHeads = config.KvHeads;
+        headDim = config.HeadDim;
+        long perLayer = (long)batch * capacity * kvHeads * headDim;
+        if (perLayer > Array.MaxLength) throw new ArgumentException($"a cache of {perLayer} floats per layer is too large for one array");
+        keys = new float[config.Layers][];
+        values = new float[config.Layers][];
+        for (int l = 0; l < config.Layers; l++)
+        {
+            keys[l] = new float[perLayer];
+            values[l] = new float[perLayer];
+        }
+        KeyMask = new bool[batch * capacity];
+    }
+
+    /// <summary>Forgets every cached position (the buffers are reused).</summary>
+    public void Reset() => Length = 0;
+
+    internal void CheckFits(TransformerConfig config, int batch, int newTokens)
+    {
+        if (config.Layers != keys.Length || config.KvHeads != kvHeads || config.HeadDim != headDim)
+            throw new ArgumentException("this cache was made for a model of another shape");
+        if (batch != Batch) throw new ArgumentException($"cache holds batch {Batch}, forward got {batch}");
+        if (Length + newTokens > Capacity)
+            throw new InvalidOperationException($"KV cache full: {Length} cached + {newTokens} new > capacity {Capacity}");
+    }
+
+    internal void WriteKeyMask(bool[]? newMask, int newTokens)
+    {
+        for (int b = 0; b < Batch; b++)
+            for (int t = 0; t < newTokens; t++)
+                KeyMask[b * Capacity + Length + t] = newMask?[b * newTokens + t] ?? true;
+    }
+
+    /// <summary>Writes the new k, v (B, T, Hkv, D) after the cached prefix; returns tensors over the whole buffers.</summary>
+    internal (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
+    {
+        int T = k.Dim(1), rowWidth = kvHeads * headDim;
+        for (int b = 0; b < Batch; b++)
+        {
+            int source = b * T * rowWidth, target = (b * Capacity + Length) * rowWidth;
+            Array.Copy(k.Data, source, keys[layer], target, T * rowWidth);
+            Array.Copy(v.Data, source, values[layer], target, T * rowWidth);
+        }
+        return (new Tensor(keys[layer], Batch, Capacity, kvHeads, headDim), new Tensor(values[layer], Batch, Capacity, kvHeads, headDim));
+    }
+
+    internal void Advance(int newTokens) => Length += newTokens;
+}

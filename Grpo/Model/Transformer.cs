@@ -1,0 +1,175 @@
+// A Llama-style decoder-only transformer (Llama 2/3; Qwen2 with QKV bias), read like nanoGPT's model.py.
+//
+//   x = embed(tokens)                                            (B, T, C)
+//   per layer:  h = x + o_proj(Attention(Rope(q(n)), Rope(k(n)), v(n)))   n = RmsNorm(x)   (pre-norm)
+//               x = h + down_proj(silu(gate_proj(n)) * up_proj(n))        n = RmsNorm(h)
+//   logits = lm_head(RmsNorm(x))                                 (B, T, V); lm_head = embed when tied
+// Attention is causal and grouped-query (Heads query heads share KvHeads key/value heads); a key
+// mask marks padding and explicit positions let a left-padded row start its rotary positions at 0.
+// Weights carry Hugging Face names and (out, in) layouts, so a state dict maps one to one.
+// Initialisation (GPT-2's recipe): every matrix N(0, 0.02), the two projections that write into the
+// residual stream (o_proj, down_proj) N(0, 0.02 / sqrt(2 * layers)) so the residual's variance does
+// not grow with depth; norm weights 1, biases 0; all drawn from one seeded Rng in parameter order.
+// The second Forward decodes incrementally through a KvCache (Model/KvCache.cs), under NoGrad.
+// Tests: Grpo.Tests/Model/TransformerTests.cs, and against PyTorch in Grpo.Tests/Model/PyTorchFixtureTests.cs.
+using Grpo.Ops;
+using Grpo.Sampling;
+
+namespace Grpo.Model;
+
+public sealed class Transformer
+{
+    private sealed class Layer
+    {
+        public required Tensor InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down;
+        public Tensor? QBias, KBias, VBias;
+    }
+
+    private readonly Tensor embedTokens, finalNorm, lmHead;
+    private readonly Layer[] layers;
+
+    public TransformerConfig Config { get; }
+
+    /// <summary>Every trainable tensor with its Hugging Face name, in state-dict order.</summary>
+    public IReadOnlyList<(string Name, Tensor Value)> Parameters { get; }
+
+    public Transformer(TransformerConfig config, ulong seed) : this(config, new Rng(seed)) { }
+
+    /// <summary>With rng null the matrices are left zero (for loading weights into).</summary>
+    internal Transformer(TransformerConfig config, Rng? rng)
+    {
+        config.Validate();
+        Config = config;
+        int C = config.Dim, F = config.FfnDim, V = config.VocabSize, kvDim = config.KvHeads * config.HeadDim;
+        float std = 0.02f, residualStd = 0.02f / MathF.Sqrt(2 * config.Layers);
+        var parameters = new List<(string, Tensor)>();
+
+        Tensor Add(string name, float initStd, params int[] shape)
+        {
+            var data = new float[Tensor.SizeOf(shape)];
+            if (rng != null)
+                for (int i = 0; i < data.Length; i++) data[i] = initStd * rng.NextGaussian();
+            var tensor = Tensor.Parameter(data, shape);
+            tensor.Name = name;
+            parameters.Add((name, tensor));
+            return tensor;
+        }
+        Tensor Ones(string name, int size)
+        {
+            var tensor = Add(name, 0, size);
+            Array.Fill(tensor.Data, 1f);
+            return tensor;
+        }
+
+        embedTokens = Add("model.embed_tokens.weight", std, V, C);
+        layers = new Layer[config.Layers];
+        for (int l = 0; l < config.Layers; l++)
+        {
+            string prefix = $"model.layers.{l}.";
+            var q = Add(prefix + "self_attn.q_proj.weight", std, C, C);
+            var qBias = config.QkvBias ? Add(prefix + "self_attn.q_proj.bias", 0, C) : null;
+            var k = Add(prefix + "self_attn.k_proj.weight", std, kvDim, C);
+            var kBias = config.QkvBias ? Add(prefix + "self_attn.k_proj.bias", 0, kvDim) : null;
+            var v = Add(prefix + "self_attn.v_proj.weight", std, kvDim, C);
+            var vBias = config.QkvBias ? Add(prefix + "self_attn.v_proj.bias", 0, kvDim) : null;
+            var o = Add(prefix + "self_attn.o_proj.weight", residualStd, C, C);
+            var gate = Add(prefix + "mlp.gate_proj.weight", std, F, C);
+            var up = Add(prefix + "mlp.up_proj.weight", std, F, C);
+            var down = Add(prefix + "mlp.down_proj.weight", residualStd, C, F);
+            layers[l] = new Layer
+            {
+                Q = q, QBias = qBias, K = k, KBias = kBias, V = v, VBias = vBias, O = o,
+                Gate = gate, Up = up, Down = down,
+                InputNorm = Ones(prefix + "input_layernorm.weight", C),
+                PostNorm = Ones(prefix + "post_attention_layernorm.weight", C),
+            };
+        }
+        finalNorm = Ones("model.norm.weight", C);
+        lmHead = config.TiedEmbeddings ? embedTokens : Add("lm_head.weight", std, V, C);
+        Parameters = parameters;
+    }
+
+    /// <summary>Logits (B, T, V) for a batch of sequences. keyMask (B*T) is false at padding; positions (B*T) default to 0..T-1 in each row.</summary>
+    public Tensor Forward(int[] tokens, int batch, int seqLen, bool[]? keyMask = null, int[]? positions = null)
+    {
+        CheckInputs(tokens, batch, seqLen, keyMask, positions);
+        return Run(tokens, batch, seqLen, positions ?? DefaultPositions(batch, seqLen, 0),
+            (layer, q, k, v) => Op.Attention(q, k, v, keyMask));
+    }
+
+    /// <summary>
+    /// Logits (B, T, V) for T new tokens per row, whose keys and values are appended to the cache;
+    /// earlier tokens are read from it. Positions default to cache.Length + t. Runs under Autograd.NoGrad().
+    /// </summary>
+    public Tensor Forward(int[] tokens, int batch, int seqLen, KvCache cache, bool[]? keyMask = null, int[]? positions = null)
+    {
+        if (Autograd.IsRecording)
+            throw new InvalidOperationException("the cached forward gives no gradients: call it inside using (Autograd.NoGrad())");
+        CheckInputs(tokens, batch, seqLen, keyMask, positions);
+        cache.CheckFits(Config, batch, seqLen);
+        int start = cache.Length;
+        cache.WriteKeyMask(keyMask, seqLen);
+        var logits = Run(tokens, batch, seqLen, positions ?? DefaultPositions(batch, seqLen, start),
+            (layer, q, k, v) =>
+            {
+                var (keys, values) = cache.Append(layer, k, v);                          // (B, capacity, Hkv, D), filled to start + T
+                return Op.Attention(q, keys, values, cache.KeyMask, queryOffset: start);  // keys past start + t are never read (causal)
+            });
+        cache.Advance(seqLen);
+        return logits;
+    }
+
+    private delegate Tensor AttentionOver(int layer, Tensor q, Tensor k, Tensor v);
+
+    private Tensor Run(int[] tokens, int B, int T, int[] positions, AttentionOver attend)
+    {
+        var config = Config;
+        int C = config.Dim, Hq = config.Heads, Hkv = config.KvHeads, D = config.HeadDim;
+
+        var x = Op.Embedding(embedTokens, tokens).Reshape(B, T, C);                    // (B, T, C)
+        for (int l = 0; l < layers.Length; l++)
+        {
+            var layer = layers[l];
+            var n = Op.RmsNorm(x, layer.InputNorm, config.NormEps);                   // (B, T, C)
+            var q = Linear(n, layer.Q, layer.QBias).Reshape(B, T, Hq, D);             // (B, T, Hq, D)
+            var k = Linear(n, layer.K, layer.KBias).Reshape(B, T, Hkv, D);            // (B, T, Hkv, D)
+            var v = Linear(n, layer.V, layer.VBias).Reshape(B, T, Hkv, D);            // (B, T, Hkv, D)
+            q = Op.Rope(q, positions, config.RopeTheta);
+            k = Op.Rope(k, positions, config.RopeTheta);
+            var attended = attend(l, q, k, v).Reshape(B, T, C);                       // (B, T, C)
+            x = Op.Add(x, Linear(attended, layer.O));                                 // (B, T, C)
+
+            n = Op.RmsNorm(x, layer.PostNorm, config.NormEps);                        // (B, T, C)
+            var hidden = Op.SwiGlu(Linear(n, layer.Gate), Linear(n, layer.Up));        // (B, T, F)
+            x = Op.Add(x, Linear(hidden, layer.Down));                                // (B, T, C)
+        }
+        x = Op.RmsNorm(x, finalNorm, config.NormEps);                                 // (B, T, C)
+        return Linear(x, lmHead);                                                     // (B, T, V)
+    }
+
+    /// <summary>y = x W^T + b with W stored (out, in) as Hugging Face stores it.</summary>
+    private static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        var y = Op.MatMul(x, weight, transposeB: true);
+        return bias is null ? y : Op.Add(y, bias);
+    }
+
+    private static int[] DefaultPositions(int batch, int seqLen, int start)
+    {
+        var positions = new int[batch * seqLen];
+        for (int i = 0; i < positions.Length; i++) positions[i] = start + i % seqLen;
+        return positions;
+    }
+
+    private void CheckInputs(int[] tokens, int batch, int seqLen, bool[]? keyMask, int[]? positions)
+    {
+        if (batch <= 0 || seqLen <= 0) throw new ArgumentException($"batch ({batch}) and sequence length ({seqLen}) must be positive");
+        int n = batch * seqLen;
+        if (tokens.Length != n) throw new ArgumentException($"{tokens.Length} tokens for batch {batch} x length {seqLen}");
+        if (keyMask != null && keyMask.Length != n) throw new ArgumentException($"keyMask has {keyMask.Length} entries, expected {n}");
+        if (positions != null && positions.Length != n) throw new ArgumentException($"positions has {positions.Length} entries, expected {n}");
+        foreach (var token in tokens)
+            if ((uint)token >= (uint)Config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), token, $"token id outside the vocabulary [0, {Config.VocabSize})");
+    }
+}

@@ -1,0 +1,67 @@
+// RMSNorm (Zhang & Sennrich 2019), as Hugging Face Llama computes it: each row of x is divided by
+// its root mean square, then scaled channel by channel by a learned weight.
+//
+//   r = 1 / sqrt(mean_j x_j^2 + eps)        y_j = (x_j * r) * w_j          x (..., C), w (C)
+// Backward, per row, with g_j = dy_j * w_j:
+//   dx_j = r * g_j - (r^3 / C) * x_j * sum_k g_k x_k
+//   dw_j = sum over rows of dy_j * x_j * r
+// Hand-worked: x = [3, 4], w = 1, eps = 0: r = 1 / sqrt((9 + 16) / 2) = 1 / 3.5355 -> y = [0.8485, 1.1314].
+// Tests: Grpo.Tests/Ops/OpsATests.cs.
+using System.Numerics.Tensors;
+
+namespace Grpo.Ops;
+
+public static partial class Op
+{
+    public static Tensor RmsNorm(Tensor x, Tensor weight, float eps)
+    {
+        int channels = x.Rank == 0 ? 0 : x.Dim(-1);
+        if (weight.Rank != 1 || weight.Size != channels)
+            throw new ArgumentException($"RmsNorm: weight {ShapeText(weight)} must be ({channels}) for x {ShapeText(x)}");
+        int rows = channels == 0 ? 0 : x.Size / channels;
+        var inverseRms = new float[rows]; // r per row, kept for the backward
+        var y = new Tensor(new float[x.Size], x.Shape);
+
+        ForBlocks(rows, channels, row =>
+        {
+            var xRow = x.Data.AsSpan(row * channels, channels);
+            var yRow = y.Data.AsSpan(row * channels, channels);
+            float meanSquare = TensorPrimitives.Dot<float>(xRow, xRow) / channels;
+            inverseRms[row] = 1f / MathF.Sqrt(meanSquare + eps);
+            TensorPrimitives.Multiply(xRow, inverseRms[row], yRow);
+            TensorPrimitives.Multiply(yRow, weight.Data, yRow);
+        });
+
+        Autograd.Record(y, [x, weight], () =>
+        {
+            var dy = y.Grad!;
+            var w = weight.Data;
+            if (x.RequiresGrad)
+            {
+                var dx = x.GradOrCreate();
+                ForBlocks(rows, channels, row =>
+                {
+                    int start = row * channels;
+                    float r = inverseRms[row];
+                    float gDotX = 0;
+                    for (int j = 0; j < channels; j++) gDotX += dy[start + j] * w[j] * x.Data[start + j];
+                    float coefficient = r * r * r / channels * gDotX;
+                    for (int j = 0; j < channels; j++)
+                        dx[start + j] += r * dy[start + j] * w[j] - coefficient * x.Data[start + j];
+                });
+            }
+            if (weight.RequiresGrad)
+            {
+                // Every row adds into the same dw, so this sum runs row after row.
+                var dw = weight.GradOrCreate();
+                for (int row = 0; row < rows; row++)
+                {
+                    int start = row * channels;
+                    float r = inverseRms[row];
+                    for (int j = 0; j < channels; j++) dw[j] += dy[start + j] * x.Data[start + j] * r;
+                }
+            }
+        });
+        return y;
+    }
+}

@@ -1,0 +1,103 @@
+// RoPE, rotary position embedding (Su et al. 2021), in Hugging Face Llama's "rotate_half" layout:
+// channel i of a head is paired with channel i + D/2 (not with i + 1, as in the paper and Meta's code).
+//
+//   angle_i = p * inv_freq_i, inv_freq_i = theta^(-2i/D), for i < D/2, p the token's position
+//   y[i]       = x[i] * cos - x[i + D/2] * sin
+//   y[i + D/2] = x[i + D/2] * cos + x[i] * sin
+// Each pair is rotated by +angle; the backward rotates dy by -angle (a rotation's transpose is its inverse):
+//   dx[i] = dy[i] * cos + dy[i + D/2] * sin      dx[i + D/2] = dy[i + D/2] * cos - dy[i] * sin
+// Shapes: x (B, T, H, D), positions (B*T), one per token (row b*T + t); y has x's shape.
+// inv_freq, the angle and cos/sin are rounded through float32 where transformers rounds them, so the
+// same positions give the same rotation. Hand-worked: at position 0 every angle is 0 and RoPE is the
+// identity; D = 2, theta any, position 1: angle 1 rad, [1, 0] -> [cos 1, sin 1] = [0.5403, 0.8415].
+// Tests: Grpo.Tests/Ops/OpsATests.cs.
+namespace Grpo.Ops;
+
+public static partial class Op
+{
+    public static Tensor Rope(Tensor x, int[] positions, float theta)
+    {
+        if (x.Rank != 4) throw new ArgumentException($"Rope: x must be (B, T, H, D), got {ShapeText(x)}");
+        int rows = x.Dim(0) * x.Dim(1), heads = x.Dim(2), headDim = x.Dim(3);
+        if (headDim % 2 != 0) throw new ArgumentException($"Rope: the head dimension must be even, x is {ShapeText(x)}");
+        if (positions.Length != rows)
+            throw new ArgumentException($"Rope: {positions.Length} positions for {rows} tokens (B*T) of x {ShapeText(x)}");
+        int maxPosition = 0;
+        foreach (int p in positions)
+        {
+            if (p < 0) throw new ArgumentOutOfRangeException(nameof(positions), $"Rope: position {p} is negative");
+            maxPosition = Math.Max(maxPosition, p);
+        }
+        positions = (int[])positions.Clone(); // the backward reads them later; the caller may reuse its array
+        var table = RopeTableFor(theta, headDim, maxPosition);
+
+        var y = new Tensor(new float[x.Size], x.Shape);
+        ForBlocks(rows, heads * headDim, row => RotateRow(x.Data, y.Data, row, positions[row], heads, headDim, table, sign: 1f, accumulate: false));
+
+        Autograd.Record(y, [x], () =>
+        {
+            var dy = y.Grad!;
+            var dx = x.GradOrCreate();
+            ForBlocks(rows, heads * headDim, row => RotateRow(dy, dx, row, positions[row], heads, headDim, table, sign: -1f, accumulate: true));
+        });
+        return y;
+    }
+
+    /// <summary>Rotates every head of one token by sign * angle, writing (or adding) into output.</summary>
+    private static void RotateRow(float[] input, float[] output, int row, int position, int heads, int headDim,
+        RopeTable table, float sign, bool accumulate)
+    {
+        int half = headDim / 2;
+        var cos = table.Cos.AsSpan(position * half, half);
+        var sin = table.Sin.AsSpan(position * half, half);
+        for (int h = 0; h < heads; h++)
+        {
+            int start = (row * heads + h) * headDim;
+            for (int i = 0; i < half; i++)
+            {
+                float first = input[start + i], second = input[start + i + half];
+                float s = sign * sin[i];
+                float rotatedFirst = first * cos[i] - second * s;
+                float rotatedSecond = second * cos[i] + first * s;
+                if (accumulate) { output[start + i] += rotatedFirst; output[start + i + half] += rotatedSecond; }
+                else { output[start + i] = rotatedFirst; output[start + i + half] = rotatedSecond; }
+            }
+        }
+    }
+
+    /// <summary>cos and sin of angle(p, i) for p in [0, Positions), stored [p * D/2 + i]. Immutable once built.</summary>
+    private sealed record RopeTable(float Theta, int HeadDim, int Positions, float[] Cos, float[] Sin);
+
+    // One table is kept between calls: it depends only on (theta, D) and grows with the longest position
+    // seen, so a training step does not recompute B*T*D/2 cosines in every layer. Replacing the reference
+    // is atomic and a table never changes after it is published, so threads may share it.
+    private static RopeTable? ropeTableCache;
+
+    private static RopeTable RopeTableFor(float theta, int headDim, int maxPosition)
+    {
+        var cached = ropeTableCache;
+        bool sameFrequencies = cached != null && cached.Theta == theta && cached.HeadDim == headDim;
+        if (sameFrequencies && cached!.Positions > maxPosition) return cached;
+
+        int positions = Math.Max(maxPosition + 1, sameFrequencies ? 2 * cached!.Positions : 64);
+        int half = headDim / 2;
+        var inverseFrequencies = new float[half];
+        for (int i = 0; i < half; i++)
+        {
+            float exponent = (float)(2 * i) / headDim;
+            inverseFrequencies[i] = 1f / (float)Math.Pow(theta, exponent);
+        }
+        var cos = new float[(long)positions * half];
+        var sin = new float[(long)positions * half];
+        for (int p = 0; p < positions; p++)
+            for (int i = 0; i < half; i++)
+            {
+                float angle = p * inverseFrequencies[i];
+                cos[p * half + i] = (float)Math.Cos(angle);
+                sin[p * half + i] = (float)Math.Sin(angle);
+            }
+        var table = new RopeTable(theta, headDim, positions, cos, sin);
+        ropeTableCache = table;
+        return table;
+    }
+}
