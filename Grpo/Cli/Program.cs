@@ -18,5 +18,6 @@ public static class Program
         yield return BenchCommand.Create();
         yield return ExplainCommand.Create();
         yield return RewardCommand.Create();
+        yield return SampleCommand.Create();
     }
 }

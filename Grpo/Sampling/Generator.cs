@@ -1,0 +1,149 @@
+// Generator: batched autoregressive sampling of G completions for each of many prompts, with the
+// KV cache. This is GRPO's hot loop: the "sample G outputs from the old policy" line of DeepSeekMath's
+// Algorithm 1, which also records each chosen token's log-prob under that policy.
+//
+// Rows: output r = promptIndex * G + sampleIndex, so a prompt's G samples sit together (a group).
+// Left padding: prompts of different lengths are right-aligned in a (R, Tmax) block, pads first.
+//   keyMask is false at pads, and rope positions count from each row's first real token, so a
+//   padded row computes exactly what it computes alone (no key of it ever sees a pad; a pad's own
+//   query has no allowed key and outputs zeros). Right alignment puts every row's last prompt token
+//   in the same column, so all rows then decode in lock step, one column per step.
+// Steps: one Forward over the whole prompt block fills the cache (prefill); then each step samples
+//   one token for every live row from its last logits and runs one Forward of (R, 1). Rows that have
+//   finished keep computing (their new key is masked) until all are done: simplest, and the batch
+//   shape never changes.
+// Stops: a row ends at the EOS token, at one of the stop token sequences (both kept in the
+//   completion, so the policy learns to stop), or after MaxNewTokens (then Truncated = true).
+// Log-probs: LogProbs[i] = log softmax(logits)[token_i] at temperature 1, the policy's own
+//   probability: GRPO's old-policy log-probs, equal to what Op.TokenLogProbs gives on a full forward
+//   pass over the finished sequence. Temperature, top-k, top-p and min-p change only which token is
+//   drawn (the behaviour distribution), not the recorded log-prob. (With temperature != 1 the
+//   samples come from a different distribution than the one whose log-probs are recorded, as in TRL
+//   and verl when they re-score without temperature; DeepSeekMath samples the policy itself.)
+// Tests: Grpo.Tests/Sampling/GeneratorTests.cs.
+using Grpo.Model;
+
+namespace Grpo.Sampling;
+
+/// <summary>How to generate: at most MaxNewTokens each; stop at EosToken (null = none) or at any of StopSequences.</summary>
+public sealed record GenerationOptions(int MaxNewTokens, SamplerOptions Sampler, int? EosToken = null, IReadOnlyList<int[]>? StopSequences = null)
+{
+    public GenerationOptions(int maxNewTokens) : this(maxNewTokens, new SamplerOptions()) { }
+}
+
+public enum FinishReason { Eos, StopSequence, MaxNewTokens }
+
+/// <summary>One completion: its tokens (EOS or stop sequence included), each token's temperature-1 log-prob, and why it ended.</summary>
+public sealed record GenerationResult(int PromptIndex, int SampleIndex, int[] Tokens, float[] LogProbs, FinishReason Finish)
+{
+    /// <summary>Hit MaxNewTokens without EOS or a stop sequence.</summary>
+    public bool Truncated => Finish == FinishReason.MaxNewTokens;
+    public int NewTokens => Tokens.Length;
+}
+
+public static class Generator
+{
+    /// <summary>samplesPerPrompt completions for every prompt; result r is prompt r / G, sample r % G.</summary>
+    public static GenerationResult[] Generate(Transformer model, IReadOnlyList<int[]> prompts, int samplesPerPrompt,
+        GenerationOptions options, Rng rng)
+    {
+        var config = model.Config;
+        Validate(config, prompts, samplesPerPrompt, options);
+        int rows = prompts.Count * samplesPerPrompt, vocab = config.VocabSize, maxNew = options.MaxNewTokens;
+        int promptWidth = prompts.Max(p => p.Length);
+
+        using var noGrad = Autograd.NoGrad();
+        var cache = new KvCache(config, rows, promptWidth + maxNew);
+
+        // Prefill: the prompt block, right-aligned (left padding).
+        var blockTokens = new int[rows * promptWidth];
+        var blockMask = new bool[rows * promptWidth];
+        var blockPositions = new int[rows * promptWidth];
+        var promptLengths = new int[rows];
+        for (int row = 0; row < rows; row++)
+        {
+            var prompt = prompts[row / samplesPerPrompt];
+            int pad = promptWidth - prompt.Length;
+            promptLengths[row] = prompt.Length;
+            for (int t = 0; t < promptWidth; t++)
+            {
+                int i = row * promptWidth + t;
+                bool real = t >= pad;
+                blockTokens[i] = real ? prompt[t - pad] : 0;
+                blockMask[i] = real;
+                blockPositions[i] = real ? t - pad : 0;
+            }
+        }
+        var logits = model.Forward(blockTokens, rows, promptWidth, cache, blockMask, blockPositions); // (R, Tmax, V)
+        int logitsStride = promptWidth * vocab, lastColumn = (promptWidth - 1) * vocab;
+
+        // Decode: one token per live row per step. Completions live in flat (R, maxNew) arrays.
+        var completions = new int[rows * maxNew];
+        var logProbs = new float[rows * maxNew];
+        var lengths = new int[rows];
+        var finish = new FinishReason?[rows];
+        var stepTokens = new int[rows];
+        var stepMask = new bool[rows];
+        var stepPositions = new int[rows];
+        var probabilities = new float[vocab];
+        var order = new ulong[vocab];
+        for (int step = 0; step < maxNew; step++)
+        {
+            int live = 0;
+            for (int row = 0; row < rows; row++)
+            {
+                if (finish[row] is not null) { stepMask[row] = false; continue; }
+                var rowLogits = logits.Data.AsSpan(row * logitsStride + lastColumn, vocab);
+                int token = Sampler.Sample(rowLogits, options.Sampler, rng, probabilities, order);
+                int at = row * maxNew + lengths[row]++;
+                completions[at] = token;
+                logProbs[at] = Sampler.LogProbability(rowLogits, token);
+                finish[row] = FinishOf(completions.AsSpan(row * maxNew, lengths[row]), options);
+                stepTokens[row] = token;
+                stepMask[row] = true;
+                stepPositions[row] = promptLengths[row] + step;
+                if (finish[row] is null) live++;
+            }
+            if (live == 0) break;
+            logits = model.Forward(stepTokens, rows, 1, cache, stepMask, stepPositions); // (R, 1, V)
+            logitsStride = vocab;
+            lastColumn = 0;
+        }
+
+        var results = new GenerationResult[rows];
+        for (int row = 0; row < rows; row++)
+            results[row] = new GenerationResult(row / samplesPerPrompt, row % samplesPerPrompt,
+                completions.AsSpan(row * maxNew, lengths[row]).ToArray(), logProbs.AsSpan(row * maxNew, lengths[row]).ToArray(),
+                finish[row]!.Value);
+        return results;
+    }
+
+    /// <summary>Why a completion ends after its latest token, or null if it goes on.</summary>
+    private static FinishReason? FinishOf(ReadOnlySpan<int> completion, GenerationOptions options)
+    {
+        if (completion[^1] == options.EosToken) return FinishReason.Eos;
+        if (options.StopSequences is { } stops)
+            foreach (var stop in stops)
+                if (stop.Length > 0 && completion.EndsWith(stop)) return FinishReason.StopSequence;
+        if (completion.Length == options.MaxNewTokens) return FinishReason.MaxNewTokens;
+        return null;
+    }
+
+    private static void Validate(TransformerConfig config, IReadOnlyList<int[]> prompts, int samplesPerPrompt, GenerationOptions options)
+    {
+        if (prompts.Count == 0) throw new ArgumentException("no prompts");
+        if (samplesPerPrompt <= 0) throw new ArgumentOutOfRangeException(nameof(samplesPerPrompt), $"samples per prompt must be positive, got {samplesPerPrompt}");
+        if (options.MaxNewTokens <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"max new tokens must be positive, got {options.MaxNewTokens}");
+        options.Sampler.Validate();
+        for (int p = 0; p < prompts.Count; p++)
+        {
+            var prompt = prompts[p];
+            if (prompt.Length == 0) throw new ArgumentException($"prompt {p} is empty");
+            if (prompt.Length + options.MaxNewTokens > config.MaxSeqLen)
+                throw new ArgumentException($"prompt {p} has {prompt.Length} tokens; with {options.MaxNewTokens} new tokens that exceeds the context of {config.MaxSeqLen}");
+            foreach (int token in prompt)
+                if ((uint)token >= (uint)config.VocabSize)
+                    throw new ArgumentOutOfRangeException(nameof(prompts), $"prompt {p} has token {token}, outside the vocabulary [0, {config.VocabSize})");
+        }
+    }
+}
