@@ -13,9 +13,9 @@
 // Hand-worked: with a single key, P = [1] whatever the score, so the output is v exactly.
 // The forward keeps P (B, Hq, T, S) for the backward; under NoGrad it keeps only one row at a time.
 // Speed (this is on the training hot path): every product is a row vector times a matrix
-// (AttentionLayout.VectorTimesMatrix, 16 outputs per register). Scores read K transposed to (D, S) so
-// they run along the keys, over only the causal part; P V and dscore K read V and K in place.
-// The backward sums dk and dv transposed, (D, S), and adds them in at the end.
+// (AttentionLayout.VectorTimesMatrix, 16 outputs per register). Scores read K transposed to (D, S),
+// padded to whole vectors, so they run along the keys over only the causal part; P V and dscore K
+// read V and K in place. The backward sums dk and dv transposed and adds them in at the end.
 // Tests: Grpo.Tests/Ops/OpsBTests.cs.
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
@@ -47,25 +47,28 @@ public static partial class Op
         var output = Tensor.Zeros(B, T, Hq, D);
         var maskBias = AttentionLayout.MaskBias(keyMask, B * S);   // (B, S): 0 or -inf
         long workPerPair = (long)T * S * D;
-        int keyBlock = D * S;
+        // Transposed K and V rows are padded to a multiple of 16 keys, so a row of scores is computed
+        // in whole vectors (the extra columns are future or padding keys, computed and then ignored).
+        int paddedKeys = (S + 15) & ~15, keyBlock = D * paddedKeys;
 
         // One (batch, query head) pair per task: each writes its own output rows and P block.
-        // Scratch: K of the pair's kv head transposed to (D, S), and one row of scores.
-        SoftmaxRows.For(B * Hq, workPerPair, keyBlock + S, (pair, scratch) =>
+        // Scratch: K of the pair's kv head transposed to (D, paddedKeys), and one row of scores.
+        SoftmaxRows.For(B * Hq, workPerPair, keyBlock + paddedKeys, (pair, scratch) =>
         {
             int b = pair / Hq, h = pair % Hq, kvHead = h / group;
             int kvAt = (b * S * Hkv + kvHead) * D;   // row 0 of this kv head
             var keysT = scratch[..keyBlock];
-            AttentionLayout.GatherTransposed(k.Data, keysT, b, kvHead, S, Hkv, D);
+            AttentionLayout.GatherTransposed(k.Data, keysT, paddedKeys, b, kvHead, S, Hkv, D);
             for (int t = 0; t < T; t++)
             {
                 int allowed = Math.Min(offset + t + 1, S);   // causal: keys 0 .. offset + t
                 if (allowed <= 0) continue;
-                var p = probs != null ? probs.AsSpan((pair * T + t) * S, allowed) : scratch.Slice(keyBlock, allowed);
                 int qAt = ((b * T + t) * Hq + h) * D;
                 var qRow = q.Data.AsSpan(qAt, D);
                 // score_s = sum_d q_d k_sd / sqrt(D), along the rows of K^T (the keys stay contiguous).
-                AttentionLayout.VectorTimesMatrix(qRow, keysT, S, p, accumulate: false);
+                var scores = scratch.Slice(keyBlock, AttentionLayout.PaddedWidth(allowed, paddedKeys));
+                AttentionLayout.VectorTimesMatrix(qRow, keysT, paddedKeys, scores, accumulate: false);
+                var p = scores[..allowed];
                 TensorPrimitives.Multiply(p, scale, p);
                 if (maskBias != null) TensorPrimitives.Add(p, maskBias.AsSpan(b * S, allowed), p);
                 float max = TensorPrimitives.Max(p);
@@ -73,6 +76,7 @@ public static partial class Op
                 TensorPrimitives.Subtract(p, max, p);
                 TensorPrimitives.Exp(p, p);                                    // masked keys: e^-inf = 0
                 TensorPrimitives.Multiply(p, 1f / TensorPrimitives.Sum(p), p);
+                if (probs != null) p.CopyTo(probs.AsSpan((pair * T + t) * S, allowed));
                 // o = sum_s P_s v_s, reading v in place: row s of head kvHead sits Hkv * D after row s - 1.
                 AttentionLayout.VectorTimesMatrix(p, v.Data.AsSpan(kvAt), Hkv * D, output.Data.AsSpan(qAt, D), accumulate: false);
             }
@@ -86,14 +90,14 @@ public static partial class Op
             float[]? dv = v.RequiresGrad ? v.GradOrCreate() : null;
             // One (batch, kv head) pair per task: the query heads of a group share dk and dv rows,
             // so they go to the same task and no two tasks write the same gradient.
-            SoftmaxRows.For(B * Hkv, workPerPair * group, 3 * keyBlock + S, (pair, scratch) =>
+            SoftmaxRows.For(B * Hkv, workPerPair * group, 3 * keyBlock + paddedKeys, (pair, scratch) =>
             {
                 int b = pair / Hkv, kvHead = pair % Hkv;
                 int kvAt = (b * S * Hkv + kvHead) * D;
                 var valuesT = scratch[..keyBlock];
                 var dKeysT = scratch.Slice(keyBlock, keyBlock);
                 var dValuesT = scratch.Slice(2 * keyBlock, keyBlock);
-                AttentionLayout.GatherTransposed(v.Data, valuesT, b, kvHead, S, Hkv, D);
+                AttentionLayout.GatherTransposed(v.Data, valuesT, paddedKeys, b, kvHead, S, Hkv, D);
                 dKeysT.Clear();
                 dValuesT.Clear();
                 for (int h = kvHead * group; h < (kvHead + 1) * group; h++)
@@ -106,8 +110,9 @@ public static partial class Op
                         var dORow = dOut.AsSpan(qAt, D);
                         var qRow = q.Data.AsSpan(qAt, D);
                         // dscore_s = P_s (dO . v_s - dO . o) / sqrt(D); masked keys have P_s = 0.
-                        var dScore = scratch.Slice(3 * keyBlock, allowed);
-                        AttentionLayout.VectorTimesMatrix(dORow, valuesT, S, dScore, accumulate: false);
+                        var dScores = scratch.Slice(3 * keyBlock, AttentionLayout.PaddedWidth(allowed, paddedKeys));
+                        AttentionLayout.VectorTimesMatrix(dORow, valuesT, paddedKeys, dScores, accumulate: false);
+                        var dScore = dScores[..allowed];
                         TensorPrimitives.Subtract(dScore, TensorPrimitives.Dot(dORow, output.Data.AsSpan(qAt, D)), dScore);
                         TensorPrimitives.Multiply(dScore, p, dScore);
                         TensorPrimitives.Multiply(dScore, scale, dScore);
@@ -115,14 +120,14 @@ public static partial class Op
                             AttentionLayout.VectorTimesMatrix(dScore, k.Data.AsSpan(kvAt), Hkv * D, dq.AsSpan(qAt, D), accumulate: true);
                         for (int d = 0; d < D; d++)
                         {
-                            var dKRow = dKeysT.Slice(d * S, allowed);
+                            var dKRow = dKeysT.Slice(d * paddedKeys, allowed);
                             TensorPrimitives.MultiplyAdd(dScore, qRow[d], dKRow, dKRow);
-                            var dVRow = dValuesT.Slice(d * S, allowed);
+                            var dVRow = dValuesT.Slice(d * paddedKeys, allowed);
                             TensorPrimitives.MultiplyAdd(p, dORow[d], dVRow, dVRow);
                         }
                     }
-                if (dk != null) AttentionLayout.ScatterAddTransposed(dKeysT, dk, b, kvHead, S, Hkv, D);
-                if (dv != null) AttentionLayout.ScatterAddTransposed(dValuesT, dv, b, kvHead, S, Hkv, D);
+                if (dk != null) AttentionLayout.ScatterAddTransposed(dKeysT, paddedKeys, dk, b, kvHead, S, Hkv, D);
+                if (dv != null) AttentionLayout.ScatterAddTransposed(dValuesT, paddedKeys, dv, b, kvHead, S, Hkv, D);
             });
         });
         return output;
@@ -140,6 +145,9 @@ file static class AttentionLayout
         for (int i = 0; i < length; i++) bias[i] = keyMask[i] ? 0f : float.NegativeInfinity;
         return bias;
     }
+
+    /// <summary>The first `allowed` columns rounded up to whole 16-wide vectors (at most the padded row).</summary>
+    public static int PaddedWidth(int allowed, int paddedKeys) => Math.Min((allowed + 15) & ~15, paddedKeys);
 
     /// <summary>y_j (+)= sum_r x_r m[r * stride + j] for j < y.Length: a row vector times a matrix whose
     /// rows lie stride apart. Sixteen columns of y at a time stay in a register while r runs.</summary>
@@ -188,23 +196,23 @@ file static class AttentionLayout
             TensorPrimitives.MultiplyAdd(m.Slice(r * stride + j, columns - j), x[r], rest, rest);
     }
 
-    /// <summary>Rows s of x (B, S, H, D) at batch b, head h, into xT (D, S).</summary>
-    public static void GatherTransposed(float[] x, Span<float> xT, int b, int h, int S, int H, int D)
+    /// <summary>Rows s of x (B, S, H, D) at batch b, head h, into xT (D, S) with rows stride apart.</summary>
+    public static void GatherTransposed(float[] x, Span<float> xT, int stride, int b, int h, int S, int H, int D)
     {
         for (int s = 0; s < S; s++)
         {
             int at = ((b * S + s) * H + h) * D;
-            for (int d = 0; d < D; d++) xT[d * S + s] = x[at + d];
+            for (int d = 0; d < D; d++) xT[d * stride + s] = x[at + d];
         }
     }
 
     /// <summary>The inverse of GatherTransposed, adding: grad (B, S, H, D) at b, h += gradT (D, S).</summary>
-    public static void ScatterAddTransposed(ReadOnlySpan<float> gradT, float[] grad, int b, int h, int S, int H, int D)
+    public static void ScatterAddTransposed(ReadOnlySpan<float> gradT, int stride, float[] grad, int b, int h, int S, int H, int D)
     {
         for (int s = 0; s < S; s++)
         {
             int at = ((b * S + s) * H + h) * D;
-            for (int d = 0; d < D; d++) grad[at + d] += gradT[d * S + s];
+            for (int d = 0; d < D; d++) grad[at + d] += gradT[d * stride + s];
         }
     }
 }
