@@ -2,8 +2,8 @@
 // buffers, runs the kernel, and downloads the result; on Device.Cpu it runs the CPU reference.
 // This is what the kernel tests and `grpo check` / `grpo bench` call. It is not how training will run
 // on the GPU: a round trip through host memory per op would cost more than the op. Keeping tensors
-// resident on the device from sampling to the optimizer step is issue 7's later work; the kernels
-// (Compute/Kernels/*.Launch-style methods taking ArrayViews) are already what that will call.
+// resident on the device from sampling to the optimizer step is issue 7's later work; the launchers
+// that take device views (MatMulKernels.MatMul, ElementwiseKernels.Add, ...) are what that will call.
 // Tests: Grpo.Tests/Compute/KernelTests.cs.
 using System.Numerics.Tensors;
 using Grpo.Compute.Kernels;

@@ -3,8 +3,8 @@
 //   mul:   y[i] = a[i] * b[i mod |b|]     (also the backward products dy * b and dy * a)
 //   scale: y[i] = s * a[i]                (also the backward of scale, and of add's sub: -dy)
 //   exp:   y[i] = e^a[i]                  (XMath.Exp: ex2.approx on the GPU, relative error ~1e-7 here)
-// Element-wise kernels are bound by memory: 2 or 3 floats moved per element; shared/GPU.md measured
-// about 2.1 TB/s for one on the H200 (a plain copy 2.2, PyTorch's copy 4.24).
+// Element-wise kernels are bound by memory: 2 or 3 floats moved per element. Measured on the H200
+// (`grpo bench --device cuda`, 16M floats): add 2.47 TB/s, scale 2.07, exp 2.04; PyTorch's copy 4.22.
 // Launched auto-grouped (no shared memory, no barriers, so ILGPU may pick the group size).
 // Tests: Grpo.Tests/Compute/KernelTests.cs, PtxCompileTests.cs; `grpo check`, `grpo bench`.
 using ILGPU;
