@@ -1,6 +1,8 @@
 // `grpo bench [--device cpu|cuda] [--json]`: speed figures, one JSON object a line, with the same
 // figure names as the PyTorch peers in shared/bench (cpu_sgemm with n and gflops, ...), so that a
 // reader can put the two outputs side by side. A benchmark prints; it never asserts a time.
+// On CUDA (GpuBench.cs): sgemm_fp32 at 4096 (as torch_gpu_anchor.py's sgemm_fp32, cuBLAS 51 TFLOP/s
+// on the H200) and element-wise GB/s (against its copy_bw, 4.24 TB/s). Correctness is `grpo check`'s job.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
@@ -14,13 +16,22 @@ public static class BenchCommand
 {
     public static Command Create()
     {
-        var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+        var device = DeviceOption.Create("cpu");
         var json = new Option<bool>("--json") { Description = "only the JSON lines" };
         var command = new Command("bench", "Measure speed: matmul GFLOP/s (later: training and sampling tokens/s)") { device, json };
         command.SetAction(parse =>
         {
-            foreach (var figure in CpuSgemm()) Console.WriteLine(JsonSerializer.Serialize(figure));
-            Console.WriteLine(JsonSerializer.Serialize(CpuGenerate()));
+            using var opened = DeviceOption.Open(parse.GetValue(device)!);
+            if (opened == null) return 1;
+            if (opened.Kind == DeviceKind.CpuAccelerator)
+            {
+                Console.Error.WriteLine("error: bench times cpu or cuda; ILGPU's CPU accelerator is a test device, not a backend");
+                return 1;
+            }
+            var figures = opened.IsCpu
+                ? CpuSgemm().Append(CpuGenerate())
+                : GpuBench.Sgemm(opened).Concat(GpuBench.Elementwise(opened));
+            foreach (var figure in figures) Console.WriteLine(JsonSerializer.Serialize(figure));
             return 0;
         });
         return command;

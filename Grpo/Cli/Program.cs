@@ -19,5 +19,6 @@ public static class Program
         yield return ExplainCommand.Create();
         yield return RewardCommand.Create();
         yield return SampleCommand.Create();
+        yield return CheckCommand.Create();
     }
 }

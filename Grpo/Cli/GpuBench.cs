@@ -1,0 +1,65 @@
+// The GPU figures of `grpo bench --device cuda`: the kernels timed on buffers resident on the device
+// (uploaded once), after a warm-up launch, between two synchronizations, so neither compilation nor
+// transfers are counted. Figures and their peers in shared/bench/torch_gpu_anchor.py (same card):
+//   sgemm_fp32   C = A @ B, n = 4096, 2 n^3 flops          vs cuBLAS fp32 SGEMM, 51 TFLOP/s
+//   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time
+//                                                           vs device copy_bw, 4.24 TB/s
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using Grpo.Sampling;
+using System.Diagnostics;
+
+namespace Grpo.Cli;
+
+public static class GpuBench
+{
+    public static IEnumerable<Dictionary<string, object>> Sgemm(Device device, int n = 4096, int reps = 20)
+    {
+        using var a = Random(device, (long)n * n, 1);
+        using var b = Random(device, (long)n * n, 2);
+        using var c = device.Pool.Rent<float>((long)n * n);
+        double seconds = Time(device, reps,
+            () => MatMulKernels.MatMul(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false));
+        double flops = 2.0 * n * n * n / seconds;
+        yield return new() { ["fig"] = "sgemm_fp32", ["n"] = n, ["gflops"] = Math.Round(flops / 1e9, 1), ["tflops"] = Math.Round(flops / 1e12, 2) };
+    }
+
+    public static IEnumerable<Dictionary<string, object>> Elementwise(Device device, int n = 1 << 24, int reps = 50)
+    {
+        using var a = Random(device, n, 3);
+        using var b = Random(device, n, 4);
+        using var y = device.Pool.Rent<float>(n);
+        var ops = new (string Name, int FloatsMoved, Action Launch)[]
+        {
+            ("add", 3, () => ElementwiseKernels.Add(device, a.View, b.View, y.View)),
+            ("scale", 2, () => ElementwiseKernels.Scale(device, a.View, 0.5f, y.View)),
+            ("exp", 2, () => ElementwiseKernels.Exp(device, a.View, y.View)),
+        };
+        foreach (var (name, floatsMoved, launch) in ops)
+        {
+            double seconds = Time(device, reps, launch);
+            yield return new() { ["fig"] = "elementwise", ["op"] = name, ["n"] = n, ["gbps"] = Math.Round((double)floatsMoved * n * sizeof(float) / seconds / 1e9, 1) };
+        }
+    }
+
+    /// <summary>Seconds per launch: one warm-up (compiles the kernel), then reps launches between synchronizations.</summary>
+    private static double Time(Device device, int reps, Action launch)
+    {
+        launch();
+        device.Synchronize();
+        var watch = Stopwatch.StartNew();
+        for (int r = 0; r < reps; r++) launch();
+        device.Synchronize();
+        return watch.Elapsed.TotalSeconds / reps;
+    }
+
+    private static PooledBuffer<float> Random(Device device, long length, ulong seed)
+    {
+        var rng = new Rng(seed);
+        var host = new float[length];
+        for (long i = 0; i < length; i++) host[i] = 2 * rng.NextFloat() - 1;
+        var buffer = device.Pool.Rent<float>(length);
+        buffer.Upload(host);
+        return buffer;
+    }
+}
