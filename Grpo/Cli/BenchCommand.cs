@@ -1,5 +1,5 @@
 // `grpo bench [--device cpu|cuda] [--json]`: speed figures, one JSON object a line, with the same
-// figure names as the PyTorch peers in shared/bench (cpu_sgemm with n and gflops, ...), so that a
+// figure names as the PyTorch peers in shared/bench (cpu_sgemm with n and gflops, cpu_generate with new_tok_per_s, ...), so that a
 // reader can put the two outputs side by side. A benchmark prints; it never asserts a time.
 using System.CommandLine;
 using System.Diagnostics;
@@ -16,7 +16,7 @@ public static class BenchCommand
     {
         var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
         var json = new Option<bool>("--json") { Description = "only the JSON lines" };
-        var command = new Command("bench", "Measure speed: matmul GFLOP/s (later: training and sampling tokens/s)") { device, json };
+        var command = new Command("bench", "Measure speed: matmul GFLOP/s, sampling new tokens/s (later: training tokens/s)") { device, json };
         command.SetAction(parse =>
         {
             foreach (var figure in CpuSgemm()) Console.WriteLine(JsonSerializer.Serialize(figure));
