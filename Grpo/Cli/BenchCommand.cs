@@ -1,5 +1,5 @@
 // `grpo bench [--device cpu|cuda] [--json]`: speed figures, one JSON object a line, with the same
-// figure names as the PyTorch peers in shared/bench (cpu_sgemm with n and gflops, ...), so that a
+// figure names as the PyTorch peers in shared/bench (cpu_sgemm with n and gflops, cpu_generate with new_tok_per_s, ...), so that a
 // reader can put the two outputs side by side. A benchmark prints; it never asserts a time.
 // On CUDA (GpuBench.cs): sgemm_fp32 at 4096 (as torch_gpu_anchor.py's sgemm_fp32, cuBLAS 51 TFLOP/s
 // on the H200) and element-wise GB/s (against its copy_bw, 4.24 TB/s). Correctness is `grpo check`'s job.
@@ -18,7 +18,7 @@ public static class BenchCommand
     {
         var device = DeviceOption.Create("cpu");
         var json = new Option<bool>("--json") { Description = "only the JSON lines" };
-        var command = new Command("bench", "Measure speed: matmul GFLOP/s (later: training and sampling tokens/s)") { device, json };
+        var command = new Command("bench", "Measure speed: matmul GFLOP/s, sampling new tokens/s (later: training tokens/s)") { device, json };
         command.SetAction(parse =>
         {
             using var opened = DeviceOption.Open(parse.GetValue(device)!);
