@@ -15,6 +15,7 @@ public static class Program
 
     public static IEnumerable<Command> Commands()
     {
+        yield return SftCommand.Create();
         yield return BenchCommand.Create();
         yield return ExplainCommand.Create();
         yield return RewardCommand.Create();
