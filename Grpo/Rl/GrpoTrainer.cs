@@ -43,6 +43,9 @@ public sealed class GrpoTrainer
     private readonly Transformer? initialPolicy;
 
     public AdamW Optimizer { get; }
+    /// <summary>Reward functions that threw (the completion got 0), and the first message.</summary>
+    public int RewardErrors => rewards.Errors;
+    public string? Errors => rewards.FirstError;
     public Rng Rng { get; }
     public int StepIndex { get; set; }
 
