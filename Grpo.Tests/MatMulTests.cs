@@ -42,7 +42,7 @@ public class MatMulTests
         return true;
     }
 
-    /// <summary>With A stored transposed, (K, M), and read in place: the same triple loop, at sizes that reach the 4 x 32 tiles and their edges.</summary>
+    /// <summary>With A stored transposed, (K, M), and read in place: the same triple loop, at sizes that reach the 8 x 32 tiles and their edges.</summary>
     [Property(MaxTest = 40)]
     public bool GemmWithTransposedAMatchesNaiveLoop(PositiveInt m0, PositiveInt k0, PositiveInt n0, int seed)
     {
