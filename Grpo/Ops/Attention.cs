@@ -15,8 +15,9 @@
 // Speed (this is on the training hot path): every product is a row vector times a matrix
 // (AttentionLayout.VectorTimesMatrix, 16 outputs per register). Scores read K transposed to (D, S),
 // padded to whole vectors, so they run along the keys over only the causal part; P V and dscore K
-// read V and K in place. The backward sums dk and dv transposed (rank-one updates along the keys)
-// and adds them in at the end.
+// read V and K in place. A few queries (decoding) score each key with a dot product instead, K read
+// in place, and keys past the last query (a KV cache's unfilled tail) are never touched. The backward
+// sums dk and dv transposed (rank-one updates along the keys) and adds them in at the end.
 // Tests: Grpo.Tests/Ops/OpsBTests.cs.
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
@@ -52,6 +53,12 @@ public static partial class Op
         // in whole vectors (the extra columns are future or padding keys, computed and then ignored).
         int paddedKeys = (S + 15) & ~15, keyBlock = D * paddedKeys;
 
+        // Keys past the last query's position are never read (in a KV cache, the unfilled tail).
+        int keysRead = Math.Min(S, offset + T);
+        // Transposing K costs a pass over its rows, repaid only when several queries read it; a few
+        // queries (decoding: one per sequence) take one dot product per key instead, reading K in place.
+        bool transposeKeys = T >= 4;
+
         // One (batch, query head) pair per task: each writes its own output rows and P block.
         // Scratch: K of the pair's kv head transposed to (D, paddedKeys), and one row of scores.
         SoftmaxRows.For(B * Hq, workPerPair, keyBlock + paddedKeys, (pair, scratch) =>
@@ -59,7 +66,7 @@ public static partial class Op
             int b = pair / Hq, h = pair % Hq, kvHead = h / group;
             int kvAt = (b * S * Hkv + kvHead) * D;   // row 0 of this kv head
             var keysT = scratch[..keyBlock];
-            AttentionLayout.GatherTransposed(k.Data, keysT, paddedKeys, b, kvHead, S, Hkv, D);
+            if (transposeKeys) AttentionLayout.GatherTransposed(k.Data, keysT, paddedKeys, b, kvHead, keysRead, S, Hkv, D);
             for (int t = 0; t < T; t++)
             {
                 int allowed = Math.Min(offset + t + 1, S);   // causal: keys 0 .. offset + t
@@ -68,7 +75,10 @@ public static partial class Op
                 var qRow = q.Data.AsSpan(qAt, D);
                 // score_s = sum_d q_d k_sd / sqrt(D), along the rows of K^T (the keys stay contiguous).
                 var scores = scratch.Slice(keyBlock, AttentionLayout.PaddedWidth(allowed, paddedKeys));
-                AttentionLayout.VectorTimesMatrix(qRow, keysT, paddedKeys, scores, accumulate: false);
+                if (transposeKeys) AttentionLayout.VectorTimesMatrix(qRow, keysT, paddedKeys, scores, accumulate: false);
+                else
+                    for (int key = 0; key < allowed; key++)
+                        scores[key] = TensorPrimitives.Dot(qRow, k.Data.AsSpan(kvAt + key * Hkv * D, D));
                 var p = scores[..allowed];
                 TensorPrimitives.Multiply(p, scale, p);
                 if (maskBias != null) TensorPrimitives.Add(p, maskBias.AsSpan(b * S, allowed), p);
@@ -99,7 +109,7 @@ public static partial class Op
                 var dKeysT = scratch.Slice(keyBlock, keyBlock);
                 var dValuesT = scratch.Slice(2 * keyBlock, keyBlock);
                 var paddedProbs = scratch.Slice(3 * keyBlock + paddedKeys, paddedKeys);
-                AttentionLayout.GatherTransposed(v.Data, valuesT, paddedKeys, b, kvHead, S, Hkv, D);
+                AttentionLayout.GatherTransposed(v.Data, valuesT, paddedKeys, b, kvHead, keysRead, S, Hkv, D);
                 dKeysT.Clear();
                 dValuesT.Clear();
                 for (int h = kvHead * group; h < (kvHead + 1) * group; h++)
@@ -224,10 +234,10 @@ file static class AttentionLayout
         }
     }
 
-    /// <summary>Rows s of x (B, S, H, D) at batch b, head h, into xT (D, S) with rows stride apart.</summary>
-    public static void GatherTransposed(float[] x, Span<float> xT, int stride, int b, int h, int S, int H, int D)
+    /// <summary>Rows s &lt; count of x (B, S, H, D) at batch b, head h, into xT (D, count) with rows stride apart.</summary>
+    public static void GatherTransposed(float[] x, Span<float> xT, int stride, int b, int h, int count, int S, int H, int D)
     {
-        for (int s = 0; s < S; s++)
+        for (int s = 0; s < count; s++)
         {
             int at = ((b * S + s) * H + h) * D;
             for (int d = 0; d < D; d++) xT[d * stride + s] = x[at + d];
