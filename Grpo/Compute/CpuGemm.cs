@@ -127,15 +127,18 @@ public static class CpuGemm
     }
 
     /// <summary>dst (cols, rows) = transpose of src (rows, cols).</summary>
+    /// <remarks>Tile by tile, each tile written row after row of dst: writing down a column of dst instead
+    /// (rows floats apart, 4 KB when rows is 1024) made every write of a tile land in the same cache set,
+    /// and a 1024 x 384 transpose took 2.1 ms instead of 0.17.</remarks>
     public static void Transpose(ReadOnlySpan<float> src, Span<float> dst, int rows, int cols)
     {
-        const int tile = 32;
+        const int tile = 16;
         for (int i0 = 0; i0 < rows; i0 += tile)
             for (int j0 = 0; j0 < cols; j0 += tile)
             {
                 int i1 = Math.Min(rows, i0 + tile), j1 = Math.Min(cols, j0 + tile);
-                for (int i = i0; i < i1; i++)
-                    for (int j = j0; j < j1; j++)
+                for (int j = j0; j < j1; j++)
+                    for (int i = i0; i < i1; i++)
                         dst[j * rows + i] = src[i * cols + j];
             }
     }
