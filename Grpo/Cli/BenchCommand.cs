@@ -1,6 +1,7 @@
 // `grpo bench [--device cpu|cuda] [--json]`: speed figures, one JSON object a line, with the same
 // figure names as the PyTorch peers in shared/bench (cpu_sgemm with n and gflops, cpu_train_step with
-// tok_per_s, cpu_generate with new_tok_per_s), so that a reader can put the two outputs side by side. A benchmark prints; it never asserts a time.
+// tok_per_s, cpu_generate with new_tok_per_s), so that a reader can put the two outputs side by side.
+// A benchmark prints; it never asserts a time.
 // On CUDA (GpuBench.cs): sgemm_fp32 at 4096 (as torch_gpu_anchor.py's sgemm_fp32, cuBLAS 51 TFLOP/s
 // on the H200) and element-wise GB/s (against its copy_bw, 4.24 TB/s). Correctness is `grpo check`'s job.
 using System.CommandLine;

@@ -19,31 +19,34 @@ public sealed class SettingsBinder<T> where T : class, new()
         Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
-    private readonly Option<string?> config = new("--config") { Description = "JSON file of settings (camelCase names); options given on the command line override it" };
-    private readonly List<(PropertyInfo Property, Option<string?> Option)> options = [];
+    private readonly Option<string?> config;
+    private readonly List<(PropertyInfo Property, Option Option)> options = [];
 
     public SettingsBinder(Command command, params string[] exclude)
     {
-        command.Options.Add(config);
+        // Several settings classes can share one command (demo: DemoSettings and GrpoSettings) and one file.
+        config = command.Options.OfType<Option<string?>>().FirstOrDefault(o => o.Name == "--config")
+            ?? new("--config") { Description = "JSON file of settings (camelCase names); options given on the command line override it" };
+        if (!command.Options.Contains(config)) command.Options.Add(config);
         var defaults = new T();
         foreach (var property in typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance))
         {
             if (!property.CanWrite || exclude.Contains(property.Name)) continue;
             var description = property.GetCustomAttribute<DescriptionAttribute>()?.Description ?? property.Name;
             var value = property.GetValue(defaults);
-            var option = new Option<string?>("--" + Kebab(property.Name))
-            {
-                Description = $"{description} (default {Format(value)})",
-            };
+            // A bool is a switch (`--from-scratch`, or `--from-scratch false`); the rest take a value.
+            Option option = property.PropertyType == typeof(bool)
+                ? new Option<bool>("--" + Kebab(property.Name)) { Description = $"{description} (default {Format(value)})", Arity = ArgumentArity.ZeroOrOne }
+                : new Option<string?>("--" + Kebab(property.Name)) { Description = $"{description} (default {Format(value)})" };
             command.Options.Add(option);
             options.Add((property, option));
         }
     }
 
     /// <summary>Defaults, then the config file, then the options given. Throws ArgumentException on bad values.</summary>
-    public T Bind(ParseResult parse)
+    public T Bind(ParseResult parse, T? start = null)
     {
-        var settings = new T();
+        var settings = start ?? new T();
         var file = parse.GetValue(config);
         if (file != null)
         {
@@ -53,9 +56,11 @@ public sealed class SettingsBinder<T> where T : class, new()
         }
         foreach (var (property, option) in options)
         {
-            var text = parse.GetValue(option);
-            if (text == null) continue;
-            property.SetValue(settings, Parse(text, property.PropertyType, "--" + Kebab(property.Name)));
+            var result = parse.GetResult(option);
+            if (result == null || result.Implicit) continue;
+            if (option is Option<bool> flag) property.SetValue(settings, parse.GetValue(flag));
+            else if (parse.GetValue((Option<string?>)option) is { } text)
+                property.SetValue(settings, Parse(text, property.PropertyType, "--" + Kebab(property.Name)));
         }
         return settings;
     }

@@ -19,7 +19,7 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
     /// <summary>For unit tests: every code path (GQA, two layers) at a size that runs in milliseconds.</summary>
     public static readonly TransformerConfig Tiny = new(VocabSize: 32, Dim: 16, Layers: 2, Heads: 4, KvHeads: 2, FfnDim: 32, MaxSeqLen: 64);
     /// <summary>The built-in demo on the CPU.</summary>
-    public static readonly TransformerConfig Small = new(VocabSize: 64, Dim: 96, Layers: 3, Heads: 4, KvHeads: 4, FfnDim: 256, MaxSeqLen: 128);
+    public static readonly TransformerConfig Small = new(VocabSize: 64, Dim: 96, Layers: 3, Heads: 4, KvHeads: 4, FfnDim: 256, MaxSeqLen: 192);
     /// <summary>The CPU benchmark shape (shared/bench/torch_cpu_anchor.py).</summary>
     public static readonly TransformerConfig CpuBench = new(VocabSize: 64, Dim: 128, Layers: 4, Heads: 4, KvHeads: 4, FfnDim: 384, MaxSeqLen: 128);
     /// <summary>The small GPU benchmark shape (shared/bench/torch_gpu_anchor.py defaults).</summary>

@@ -1,0 +1,259 @@
+// The GRPO loop: DeepSeekMath's Algorithm 1 (section 4.1.3), on one policy model.
+//
+//   for iteration = 1..I:  reference model <- policy                    (ReferenceResetEvery steps each)
+//     for step = 1..M:
+//       sample a batch of questions; old policy <- policy
+//       sample G outputs per question from the old policy, recording each token's log-prob
+//       score the outputs (Rewards), compute advantages (Advantages: outcome or process supervision)
+//       for mu gradient steps: maximise the GRPO objective (PolicyLoss) -> backward -> clip -> AdamW
+//
+// The same loop runs the paper's section 5.2 baselines by switching the gradient coefficient
+// (GradientCoefficient): Online RFT (coefficient 1 on correct outputs of the current policy) and RFT
+// (the same, on outputs sampled from the initial, supervised model: offline data).
+// Where this departs from the paper, by default (GrpoSettings; DeepSeekMath() restores the paper's):
+// token-level aggregation (DAPO), no KL (beta 0, as DAPO and Dr. GRPO find it unneeded for verifiable
+// rewards), groups with equal rewards dropped (DAPO's dynamic sampling: their advantages are 0 anyway),
+// truncated outputs masked, mu = 2.
+// Tests: Grpo.Tests/Rl/GrpoTrainerTests.cs.
+using System.Diagnostics;
+using Grpo.Model;
+using Grpo.Ops;
+using Grpo.Optim;
+using Grpo.Sampling;
+using Grpo.Tasks;
+
+namespace Grpo.Rl;
+
+public sealed record GrpoStepMetrics(
+    int Step, double Loss, double RewardMean, double RewardStd, IReadOnlyDictionary<string, double> RewardPerFunction,
+    double Accuracy, double Kl, double ClipFractionLow, double ClipFractionHigh, double Entropy,
+    double CompletionLengthMean, int CompletionLengthMax, double TruncatedFraction, double ZeroStdGroupFraction,
+    int GroupsTrained, double GradNorm, double LearningRate, bool Skipped, int RewardErrors,
+    double SamplingTokensPerSecond, double TrainingTokensPerSecond, double StepSeconds);
+
+public sealed class GrpoTrainer
+{
+    private readonly Transformer policy;
+    private readonly IRlTask task;
+    private readonly CharTokenizer tokenizer;
+    private readonly GrpoSettings settings;
+    private readonly Rewards rewards;
+    private readonly LrSchedule schedule;
+    private Transformer? reference;
+    private readonly Transformer? initialPolicy;
+
+    public AdamW Optimizer { get; }
+    /// <summary>Reward functions that threw (the completion got 0), and the first message.</summary>
+    public int RewardErrors => rewards.Errors;
+    public string? Errors => rewards.FirstError;
+    public Rng Rng { get; }
+    public int StepIndex { get; set; }
+
+    public GrpoTrainer(Transformer policy, IRlTask task, CharTokenizer tokenizer, GrpoSettings settings, Rewards rewards)
+    {
+        settings.Validate();
+        if (settings.Supervision == Supervision.Process && task is not IProcessRewardTask)
+            throw new ArgumentException($"process supervision needs a task that scores steps; {task.Name} does not");
+        this.policy = policy;
+        this.task = task;
+        this.tokenizer = tokenizer;
+        this.settings = settings;
+        this.rewards = rewards;
+        Rng = new Rng(settings.Seed);
+        Optimizer = new AdamW(policy.Parameters, settings.LearningRate, weightDecay: settings.WeightDecay);
+        schedule = settings.Cosine
+            ? LrSchedule.WarmupCosine(settings.LearningRate, settings.LearningRate * 0.1f, settings.WarmupSteps, Math.Max(1, settings.Steps))
+            : LrSchedule.Constant(settings.LearningRate, settings.WarmupSteps);
+        if (settings.Beta > 0) reference = Copy(policy);
+        if (settings.Method == TrainingMethod.Rft) initialPolicy = Copy(policy);
+    }
+
+    /// <summary>One step of Algorithm 1: sample, score, compute advantages, mu gradient steps.</summary>
+    public GrpoStepMetrics Step()
+    {
+        var stepWatch = Stopwatch.StartNew();
+        int G = settings.GroupSize;
+        if (reference != null && settings.ReferenceResetEvery > 0 && StepIndex > 0 && StepIndex % settings.ReferenceResetEvery == 0)
+            reference = Copy(policy);
+
+        // 1. Questions and G outputs each from the old policy (for RFT: from the initial model).
+        var problems = Enumerable.Range(0, settings.QuestionsPerStep).Select(_ => task.SampleTraining(Rng)).ToArray();
+        var prompts = problems.Select(p => tokenizer.Encode(p.Prompt, addBos: true)).ToArray();
+        var generation = new GenerationOptions(settings.MaxNewTokens,
+            new SamplerOptions { Temperature = settings.Temperature, TopP = settings.TopP }, CharTokenizer.Eos);
+        var sampleWatch = Stopwatch.StartNew();
+        var outputs = Generator.Generate(initialPolicy ?? policy, prompts, G, generation, Rng);
+        double samplingSeconds = sampleWatch.Elapsed.TotalSeconds;
+        int sampledTokens = outputs.Sum(o => o.NewTokens);
+
+        // 2. Rewards, one per output (outputs are group-major: output r answers problem r / G).
+        var texts = outputs.Select(o => tokenizer.Decode(o.Tokens.Where(t => t != CharTokenizer.Eos))).ToArray();
+        var outputProblems = outputs.Select(o => problems[o.PromptIndex]).ToArray();
+        int errorsBefore = rewards.Errors;
+        var (reward, perFunction) = rewards.Score(outputProblems, texts);
+        var correct = outputs.Select((o, r) => task.Reward(outputProblems[r], texts[r]) >= 1.0).ToArray();
+
+        // 3. Which groups to train on: with dynamic sampling, only those whose rewards differ.
+        var groupKept = new bool[problems.Length];
+        int zeroStdGroups = 0;
+        for (int q = 0; q < problems.Length; q++)
+        {
+            var groupRewards = reward.AsSpan(q * G, G);
+            bool constant = groupRewards.IndexOfAnyExcept(groupRewards[0]) < 0;
+            if (constant) zeroStdGroups++;
+            groupKept[q] = !(settings.DynamicSampling && constant);
+        }
+        var kept = Enumerable.Range(0, outputs.Length).Where(r => groupKept[r / G]).ToArray();
+
+        double loss = 0, gradNorm = 0, kl = 0, clipLow = 0, clipHigh = 0, entropy = 0, trainingSeconds = 0;
+        bool skipped = false;
+        int trainedTokens = 0;
+        float lr = schedule.At(StepIndex);
+        if (kept.Length > 0)
+        {
+            var trainWatch = Stopwatch.StartNew();
+            var batch = new SequenceBatch(kept.Select(r => prompts[outputs[r].PromptIndex]).ToArray(),
+                kept.Select(r => outputs[r].Tokens).ToArray(), CharTokenizer.Pad);
+            var mask = (float[])batch.CompletionMask.Clone();
+            var oldLogProbs = new float[mask.Length];
+            for (int b = 0; b < kept.Length; b++)
+            {
+                var output = outputs[kept[b]];
+                for (int j = 0; j < output.NewTokens; j++)
+                {
+                    int k = batch.CompletionIndex(b, j);
+                    oldLogProbs[k] = output.LogProbs[j];
+                    if (settings.MaskTruncated && output.Truncated) mask[k] = 0;
+                }
+            }
+            var advantages = TokenAdvantages(batch, kept, outputs, outputProblems, texts, reward);
+            float[]? refLogProbs = reference == null ? null : LogProbsOf(reference, batch);
+            var lossOptions = new PolicyLossOptions
+            {
+                EpsilonLow = settings.Epsilon, EpsilonHigh = settings.EpsilonHigh, Beta = settings.Beta,
+                Aggregation = settings.Aggregation, MaxTokens = settings.MaxNewTokens, Kl = settings.Kl,
+            };
+            var parameters = policy.Parameters.Select(p => p.Value).ToArray();
+            Optimizer.LearningRate = lr;
+            for (int inner = 0; inner < settings.Mu; inner++)
+            {
+                var logits = policy.Forward(batch.Inputs, batch.Batch, batch.SeqLen);           // (B, T, V)
+                var logProbs = Op.TokenLogProbs(logits, batch.Targets);                         // (B, T)
+                if (inner == 0) entropy = MeanEntropy(logits, mask);
+                Tensor objective;
+                if (settings.Method == TrainingMethod.Grpo)
+                {
+                    var result = PolicyLoss.Compute(logProbs, oldLogProbs, refLogProbs, advantages, mask, lossOptions);
+                    objective = result.Loss;
+                    if (inner == 0) (kl, clipLow, clipHigh) = (result.Statistics.MeanKl, result.Statistics.ClipFractionLow, result.Statistics.ClipFractionHigh);
+                }
+                else
+                {
+                    var outcome = kept.Select(r => reward[r]).ToArray();
+                    var coefficients = GradientCoefficient.Coefficients(settings.Method, mask, batch.SeqLen, outcomeRewards: outcome);
+                    objective = GradientCoefficient.Loss(logProbs, coefficients, mask);
+                }
+                if (inner == 0) loss = objective.Item();
+                Autograd.Backward(objective);
+                gradNorm = GradClip.ClipGlobalNorm(parameters, settings.MaxGradNorm);
+                if (!float.IsFinite(objective.Item()) || !double.IsFinite(gradNorm)) { skipped = true; Optimizer.ZeroGrad(); break; }
+                Optimizer.Step();
+                Optimizer.ZeroGrad();
+            }
+            trainedTokens = (int)mask.Sum() * settings.Mu;
+            trainingSeconds = trainWatch.Elapsed.TotalSeconds;
+        }
+        StepIndex++;
+
+        var lengths = outputs.Select(o => o.NewTokens).ToArray();
+        double mean = reward.Average(r => (double)r);
+        double std = Math.Sqrt(reward.Average(r => (r - mean) * (r - mean)));
+        var perFunctionMeans = rewards.Functions.Select((f, i) => (f.Name, perFunction[i].Average()))
+            .ToDictionary(x => x.Name, x => x.Item2);
+        return new GrpoStepMetrics(StepIndex, loss, mean, std, perFunctionMeans, correct.Average(c => c ? 1.0 : 0.0),
+            kl, clipLow, clipHigh, entropy, lengths.Average(), lengths.Max(), outputs.Average(o => o.Truncated ? 1.0 : 0.0),
+            (double)zeroStdGroups / problems.Length, kept.Length / G, gradNorm, lr, skipped, rewards.Errors - errorsBefore,
+            sampledTokens / Math.Max(1e-9, samplingSeconds), trainedTokens / Math.Max(1e-9, trainingSeconds),
+            stepWatch.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Per-token advantages in the batch layout (B * T): outcome (one value per output) or process.</summary>
+    private float[] TokenAdvantages(SequenceBatch batch, int[] kept, GenerationResult[] outputs,
+        Problem[] outputProblems, string[] texts, float[] reward)
+    {
+        int G = settings.GroupSize;
+        var options = new AdvantageOptions(settings.Scale, settings.Std);
+        var advantages = new float[batch.Inputs.Length];
+        if (settings.Method != TrainingMethod.Grpo) return advantages;
+        // Kept outputs come in whole groups, in order, so they are group-major as Advantages expects.
+        if (settings.Supervision == Supervision.Outcome)
+        {
+            var perOutput = Advantages.Outcome(kept.Select(r => reward[r]).ToArray(), G, options);
+            for (int b = 0; b < kept.Length; b++)
+                for (int j = 0; j < batch.CompletionLength(b); j++) advantages[batch.CompletionIndex(b, j)] = perOutput[b];
+            return advantages;
+        }
+        var processTask = (IProcessRewardTask)task;
+        var stepRewards = new float[kept.Length][];
+        var stepEnds = new int[kept.Length][];
+        var lengths = new int[kept.Length];
+        for (int b = 0; b < kept.Length; b++)
+        {
+            int r = kept[b];
+            lengths[b] = outputs[r].NewTokens;
+            var steps = processTask.StepRewards(outputProblems[r], texts[r]);
+            // One token per character (CharTokenizer), so a step's end index is its last token's index.
+            var usable = steps.Where(s => s.EndIndex >= 1 && s.EndIndex <= lengths[b]).ToArray();
+            stepRewards[b] = usable.Select(s => (float)s.Reward).ToArray();
+            stepEnds[b] = usable.Select(s => s.EndIndex - 1).ToArray();
+            if (stepRewards[b].Length == 0 && lengths[b] > 0)
+            {
+                // No step at all: the whole output is one step, scored by its outcome.
+                stepRewards[b] = [reward[r]];
+                stepEnds[b] = [lengths[b] - 1];
+            }
+        }
+        var perToken = Advantages.Process(stepRewards, stepEnds, lengths, G, options);
+        for (int b = 0; b < kept.Length; b++)
+            for (int j = 0; j < lengths[b]; j++) advantages[batch.CompletionIndex(b, j)] = perToken[b][j];
+        return advantages;
+    }
+
+    private static float[] LogProbsOf(Transformer model, SequenceBatch batch)
+    {
+        using var _ = Autograd.NoGrad();
+        return Op.TokenLogProbs(model.Forward(batch.Inputs, batch.Batch, batch.SeqLen), batch.Targets).Data;
+    }
+
+    /// <summary>Mean over completion tokens of the policy's entropy -sum_v p_v log p_v (a health signal: RL lowers it).</summary>
+    private static double MeanEntropy(Tensor logits, float[] mask)
+    {
+        int vocab = logits.Dim(-1);
+        double total = 0;
+        int count = 0;
+        var row = new double[vocab];
+        for (int k = 0; k < mask.Length; k++)
+        {
+            if (mask[k] == 0) continue;
+            var span = logits.Data.AsSpan(k * vocab, vocab);
+            double max = double.NegativeInfinity;
+            foreach (var x in span) max = Math.Max(max, x);
+            double sum = 0;
+            for (int v = 0; v < vocab; v++) { row[v] = Math.Exp(span[v] - max); sum += row[v]; }
+            double h = 0;
+            for (int v = 0; v < vocab; v++) { double p = row[v] / sum; if (p > 0) h -= p * Math.Log(p); }
+            total += h;
+            count++;
+        }
+        return count == 0 ? 0 : total / count;
+    }
+
+    /// <summary>A frozen copy of a model's weights (the reference model, or RFT's initial model).</summary>
+    public static Transformer Copy(Transformer model)
+    {
+        var copy = new Transformer(model.Config, 0);
+        for (int i = 0; i < model.Parameters.Count; i++)
+            model.Parameters[i].Value.Data.CopyTo(copy.Parameters[i].Value.Data, 0);
+        return copy;
+    }
+}
