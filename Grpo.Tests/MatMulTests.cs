@@ -42,6 +42,29 @@ public class MatMulTests
         return true;
     }
 
+    /// <summary>With A stored transposed, (K, M), and read in place: the same triple loop, at sizes that reach the 8 x 32 tiles and their edges.</summary>
+    [Property(MaxTest = 40)]
+    public bool GemmWithTransposedAMatchesNaiveLoop(PositiveInt m0, PositiveInt k0, PositiveInt n0, int seed)
+    {
+        int m = m0.Get % 70 + 1, k = k0.Get % 300 + 1, n = n0.Get % 80 + 1;
+        var rng = new Random(seed);
+        var aT = Enumerable.Range(0, k * m).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();   // (K, M)
+        var b = Enumerable.Range(0, k * n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var c = Enumerable.Range(0, m * n).Select(_ => (float)rng.NextDouble()).ToArray();
+        var expected = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = c[i * n + j];
+                for (int p = 0; p < k; p++) s += (double)aT[p * m + i] * b[p * n + j];
+                expected[i * n + j] = s;
+            }
+        CpuGemm.Multiply(aT, transposeA: true, b, c, m, k, n, accumulate: true);
+        for (int i = 0; i < c.Length; i++)
+            if (Math.Abs(c[i] - expected[i]) > 1e-4 * (1 + Math.Abs(expected[i]))) return false;
+        return true;
+    }
+
     [Fact]
     public void LargeGemmMatchesNaiveLoop()
     {

@@ -1,4 +1,5 @@
 // AdamW against hand-worked steps (the torch.optim.AdamW update), and the no-decay rule for rank-1 tensors.
+using FsCheck.Xunit;
 using Grpo.Optim;
 
 namespace Grpo.Tests.Optim;
@@ -64,5 +65,31 @@ public class AdamWTests
         var adam = new AdamW([("w", weight)], learningRate: 0.5f, weightDecay: 0.1f);
         adam.Step();
         Assert.Equal(3f, weight.Data[0]);
+    }
+
+    /// <summary>The update is element-wise, so a 37-value matrix (two 16-wide vectors and a tail of 5)
+    /// takes, bit for bit, the steps that 37 one-value matrices take one at a time.</summary>
+    [Property(MaxTest = 20)]
+    public bool WholeTensorEqualsOneValueAtATime(int seed)
+    {
+        const int size = 37;
+        var rng = new Random(seed);
+        var values = Enumerable.Range(0, size).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
+        var matrix = Tensor.Parameter((float[])values.Clone(), 1, size);
+        var singles = values.Select(v => Tensor.Parameter([v], 1, 1)).ToArray();
+        var whole = new AdamW([("m", matrix)], learningRate: 0.01, weightDecay: 0.1);
+        var apart = new AdamW(singles.Select((t, i) => ($"s{i}", t)), learningRate: 0.01, weightDecay: 0.1);
+        for (int step = 0; step < 3; step++)
+        {
+            for (int i = 0; i < size; i++)
+            {
+                float g = (float)rng.NextDouble() * 2 - 1;
+                matrix.GradOrCreate()[i] = g;
+                singles[i].GradOrCreate()[0] = g;
+            }
+            whole.Step();
+            apart.Step();
+        }
+        return Enumerable.Range(0, size).All(i => matrix.Data[i] == singles[i].Data[0]);
     }
 }

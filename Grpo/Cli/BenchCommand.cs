@@ -1,6 +1,7 @@
 // `grpo bench [--device cpu|cuda] [--json]`: speed figures, one JSON object a line, with the same
-// figure names as the PyTorch peers in shared/bench (cpu_sgemm with n and gflops, cpu_generate with new_tok_per_s, ...), so that a
-// reader can put the two outputs side by side. A benchmark prints; it never asserts a time.
+// figure names as the PyTorch peers in shared/bench (cpu_sgemm with n and gflops, cpu_train_step with
+// tok_per_s, cpu_generate with new_tok_per_s), so that a reader can put the two outputs side by side.
+// A benchmark prints; it never asserts a time.
 // On CUDA (GpuBench.cs): sgemm_fp32 at 4096 (as torch_gpu_anchor.py's sgemm_fp32, cuBLAS 51 TFLOP/s
 // on the H200) and element-wise GB/s (against its copy_bw, 4.24 TB/s). Correctness is `grpo check`'s job.
 using System.CommandLine;
@@ -8,6 +9,8 @@ using System.Diagnostics;
 using System.Text.Json;
 using Grpo.Compute;
 using Grpo.Model;
+using Grpo.Ops;
+using Grpo.Optim;
 using Grpo.Sampling;
 
 namespace Grpo.Cli;
@@ -18,7 +21,7 @@ public static class BenchCommand
     {
         var device = DeviceOption.Create("cpu");
         var json = new Option<bool>("--json") { Description = "only the JSON lines" };
-        var command = new Command("bench", "Measure speed: matmul GFLOP/s, sampling new tokens/s (later: training tokens/s)") { device, json };
+        var command = new Command("bench", "Measure speed: matmul GFLOP/s, training step tokens/s, sampling new tokens/s") { device, json };
         command.SetAction(parse =>
         {
             using var opened = DeviceOption.Open(parse.GetValue(device)!);
@@ -29,7 +32,7 @@ public static class BenchCommand
                 return 1;
             }
             var figures = opened.IsCpu
-                ? CpuSgemm().Append(CpuGenerate())
+                ? CpuSgemm().Append(CpuTrainStep()).Append(CpuGenerate())
                 : GpuBench.Sgemm(opened).Concat(GpuBench.Elementwise(opened));
             foreach (var figure in figures) Console.WriteLine(JsonSerializer.Serialize(figure));
             return 0;
@@ -52,6 +55,35 @@ public static class BenchCommand
             double seconds = watch.Elapsed.TotalSeconds / reps;
             yield return new() { ["fig"] = "cpu_sgemm", ["n"] = n, ["gflops"] = Math.Round(2.0 * n * n * n / seconds / 1e9, 2) };
         }
+    }
+
+    /// <summary>
+    /// One training step (forward, cross-entropy, backward, AdamW at lr 1e-3) of the CpuBench model on
+    /// 16 sequences of 64 random tokens, as torch_cpu_anchor.py's step(): the loss predicts each token
+    /// from itself (ids are their own targets, not shifted), which costs the same as next-token targets.
+    /// One warm-up, then the mean of 20 steps; tok_per_s = batch * seq / seconds.
+    /// </summary>
+    public static Dictionary<string, object> CpuTrainStep(int batch = 16, int seqLen = 64, int reps = 20)
+    {
+        var config = TransformerConfig.CpuBench;
+        var model = new Transformer(config, seed: 0);
+        var optimizer = new AdamW(model.Parameters, learningRate: 1e-3);
+        var rng = new Rng(0);
+        var tokens = Enumerable.Range(0, batch * seqLen).Select(_ => rng.NextInt(config.VocabSize)).ToArray();
+        void Step()
+        {
+            var logits = model.Forward(tokens, batch, seqLen);   // (B, T, V)
+            var loss = Op.CrossEntropy(logits, tokens);
+            optimizer.ZeroGrad();
+            Autograd.Backward(loss);
+            optimizer.Step();
+        }
+        Step();
+        var watch = Stopwatch.StartNew();
+        for (int r = 0; r < reps; r++) Step();
+        double seconds = watch.Elapsed.TotalSeconds / reps;
+        return new() { ["fig"] = "cpu_train_step", ["params"] = config.ParameterCount(), ["batch"] = batch, ["seq"] = seqLen,
+            ["ms"] = Math.Round(seconds * 1e3, 2), ["tok_per_s"] = Math.Round(batch * seqLen / seconds, 1) };
     }
 
     /// <summary>

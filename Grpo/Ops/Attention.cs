@@ -15,7 +15,9 @@
 // Speed (this is on the training hot path): every product is a row vector times a matrix
 // (AttentionLayout.VectorTimesMatrix, 16 outputs per register). Scores read K transposed to (D, S),
 // padded to whole vectors, so they run along the keys over only the causal part; P V and dscore K
-// read V and K in place. The backward sums dk and dv transposed and adds them in at the end.
+// read V and K in place. A few queries (decoding) score each key with a dot product instead, K read
+// in place, and keys past the last query (a KV cache's unfilled tail) are never touched. The backward
+// sums dk and dv transposed (rank-one updates along the keys) and adds them in at the end.
 // Tests: Grpo.Tests/Ops/OpsBTests.cs.
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
@@ -51,6 +53,12 @@ public static partial class Op
         // in whole vectors (the extra columns are future or padding keys, computed and then ignored).
         int paddedKeys = (S + 15) & ~15, keyBlock = D * paddedKeys;
 
+        // Keys past the last query's position are never read (in a KV cache, the unfilled tail).
+        int keysRead = Math.Min(S, offset + T);
+        // Transposing K costs a pass over its rows, repaid only when several queries read it; a few
+        // queries (decoding: one per sequence) take one dot product per key instead, reading K in place.
+        bool transposeKeys = T >= 4;
+
         // One (batch, query head) pair per task: each writes its own output rows and P block.
         // Scratch: K of the pair's kv head transposed to (D, paddedKeys), and one row of scores.
         SoftmaxRows.For(B * Hq, workPerPair, keyBlock + paddedKeys, (pair, scratch) =>
@@ -58,7 +66,7 @@ public static partial class Op
             int b = pair / Hq, h = pair % Hq, kvHead = h / group;
             int kvAt = (b * S * Hkv + kvHead) * D;   // row 0 of this kv head
             var keysT = scratch[..keyBlock];
-            AttentionLayout.GatherTransposed(k.Data, keysT, paddedKeys, b, kvHead, S, Hkv, D);
+            if (transposeKeys) AttentionLayout.GatherTransposed(k.Data, keysT, paddedKeys, b, kvHead, keysRead, S, Hkv, D);
             for (int t = 0; t < T; t++)
             {
                 int allowed = Math.Min(offset + t + 1, S);   // causal: keys 0 .. offset + t
@@ -67,7 +75,10 @@ public static partial class Op
                 var qRow = q.Data.AsSpan(qAt, D);
                 // score_s = sum_d q_d k_sd / sqrt(D), along the rows of K^T (the keys stay contiguous).
                 var scores = scratch.Slice(keyBlock, AttentionLayout.PaddedWidth(allowed, paddedKeys));
-                AttentionLayout.VectorTimesMatrix(qRow, keysT, paddedKeys, scores, accumulate: false);
+                if (transposeKeys) AttentionLayout.VectorTimesMatrix(qRow, keysT, paddedKeys, scores, accumulate: false);
+                else
+                    for (int key = 0; key < allowed; key++)
+                        scores[key] = TensorPrimitives.Dot(qRow, k.Data.AsSpan(kvAt + key * Hkv * D, D));
                 var p = scores[..allowed];
                 TensorPrimitives.Multiply(p, scale, p);
                 if (maskBias != null) TensorPrimitives.Add(p, maskBias.AsSpan(b * S, allowed), p);
@@ -90,14 +101,15 @@ public static partial class Op
             float[]? dv = v.RequiresGrad ? v.GradOrCreate() : null;
             // One (batch, kv head) pair per task: the query heads of a group share dk and dv rows,
             // so they go to the same task and no two tasks write the same gradient.
-            SoftmaxRows.For(B * Hkv, workPerPair * group, 3 * keyBlock + paddedKeys, (pair, scratch) =>
+            SoftmaxRows.For(B * Hkv, workPerPair * group, 3 * keyBlock + 2 * paddedKeys, (pair, scratch) =>
             {
                 int b = pair / Hkv, kvHead = pair % Hkv;
                 int kvAt = (b * S * Hkv + kvHead) * D;
                 var valuesT = scratch[..keyBlock];
                 var dKeysT = scratch.Slice(keyBlock, keyBlock);
                 var dValuesT = scratch.Slice(2 * keyBlock, keyBlock);
-                AttentionLayout.GatherTransposed(v.Data, valuesT, paddedKeys, b, kvHead, S, Hkv, D);
+                var paddedProbs = scratch.Slice(3 * keyBlock + paddedKeys, paddedKeys);
+                AttentionLayout.GatherTransposed(v.Data, valuesT, paddedKeys, b, kvHead, keysRead, S, Hkv, D);
                 dKeysT.Clear();
                 dValuesT.Clear();
                 for (int h = kvHead * group; h < (kvHead + 1) * group; h++)
@@ -106,11 +118,12 @@ public static partial class Op
                         int allowed = Math.Min(offset + t + 1, S);
                         if (allowed <= 0) continue;
                         int qAt = ((b * T + t) * Hq + h) * D;
+                        int width = AttentionLayout.PaddedWidth(allowed, paddedKeys);
                         var p = probs!.AsSpan(((b * Hq + h) * T + t) * S, allowed);
                         var dORow = dOut.AsSpan(qAt, D);
                         var qRow = q.Data.AsSpan(qAt, D);
                         // dscore_s = P_s (dO . v_s - dO . o) / sqrt(D); masked keys have P_s = 0.
-                        var dScores = scratch.Slice(3 * keyBlock, AttentionLayout.PaddedWidth(allowed, paddedKeys));
+                        var dScores = scratch.Slice(3 * keyBlock, width);
                         AttentionLayout.VectorTimesMatrix(dORow, valuesT, paddedKeys, dScores, accumulate: false);
                         var dScore = dScores[..allowed];
                         TensorPrimitives.Subtract(dScore, TensorPrimitives.Dot(dORow, output.Data.AsSpan(qAt, D)), dScore);
@@ -118,13 +131,14 @@ public static partial class Op
                         TensorPrimitives.Multiply(dScore, scale, dScore);
                         if (dq != null)
                             AttentionLayout.VectorTimesMatrix(dScore, k.Data.AsSpan(kvAt), Hkv * D, dq.AsSpan(qAt, D), accumulate: true);
-                        for (int d = 0; d < D; d++)
-                        {
-                            var dKRow = dKeysT.Slice(d * paddedKeys, allowed);
-                            TensorPrimitives.MultiplyAdd(dScore, qRow[d], dKRow, dKRow);
-                            var dVRow = dValuesT.Slice(d * paddedKeys, allowed);
-                            TensorPrimitives.MultiplyAdd(p, dORow[d], dVRow, dVRow);
-                        }
+                        // dk^T += q dscore^T and dv^T += dO P^T, over whole vectors: the columns past
+                        // `allowed` (future keys) get zeros, so both rows are zero-padded first.
+                        dScores[allowed..].Clear();
+                        var pRow = paddedProbs[..width];
+                        p.CopyTo(pRow);
+                        pRow[allowed..].Clear();
+                        AttentionLayout.AddOuterProduct(qRow, dScores, dKeysT, paddedKeys);
+                        AttentionLayout.AddOuterProduct(dORow, pRow, dValuesT, paddedKeys);
                     }
                 if (dk != null) AttentionLayout.ScatterAddTransposed(dKeysT, paddedKeys, dk, b, kvHead, S, Hkv, D);
                 if (dv != null) AttentionLayout.ScatterAddTransposed(dValuesT, paddedKeys, dv, b, kvHead, S, Hkv, D);
@@ -196,10 +210,34 @@ file static class AttentionLayout
             TensorPrimitives.MultiplyAdd(m.Slice(r * stride + j, columns - j), x[r], rest, rest);
     }
 
-    /// <summary>Rows s of x (B, S, H, D) at batch b, head h, into xT (D, S) with rows stride apart.</summary>
-    public static void GatherTransposed(float[] x, Span<float> xT, int stride, int b, int h, int S, int H, int D)
+    /// <summary>m[r * stride + j] += x_r y_j for every r < x.Length and j < y.Length: a rank-one update,
+    /// sixteen columns at a time. (One TensorPrimitives call per row cost more in call overhead than in
+    /// arithmetic at attention's short rows, and this update runs for every query of the backward.)</summary>
+    public static void AddOuterProduct(ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> m, int stride)
     {
-        for (int s = 0; s < S; s++)
+        int columns = y.Length;
+        if (x.Length == 0 || columns == 0) return;
+        if ((long)(x.Length - 1) * stride + columns > m.Length) throw new ArgumentException("AddOuterProduct: matrix too short");
+        int vectorColumns = Vector512.IsHardwareAccelerated ? columns & ~15 : 0;
+        ref float y0 = ref MemoryMarshal.GetReference(y);
+        ref float m0 = ref MemoryMarshal.GetReference(m);
+        for (int r = 0; r < x.Length; r++)
+        {
+            var xr = Vector512.Create(x[r]);
+            nuint rowAt = (nuint)((long)r * stride);
+            for (int j = 0; j < vectorColumns; j += 16)
+            {
+                nuint at = rowAt + (nuint)j;
+                Vector512.FusedMultiplyAdd(xr, Vector512.LoadUnsafe(ref y0, (nuint)j), Vector512.LoadUnsafe(ref m0, at)).StoreUnsafe(ref m0, at);
+            }
+            for (int j = vectorColumns; j < columns; j++) m[r * stride + j] += x[r] * y[j];
+        }
+    }
+
+    /// <summary>Rows s &lt; count of x (B, S, H, D) at batch b, head h, into xT (D, count) with rows stride apart.</summary>
+    public static void GatherTransposed(float[] x, Span<float> xT, int stride, int b, int h, int count, int S, int H, int D)
+    {
+        for (int s = 0; s < count; s++)
         {
             int at = ((b * S + s) * H + h) * D;
             for (int d = 0; d < D; d++) xT[d * stride + s] = x[at + d];

@@ -62,24 +62,19 @@ public static partial class Op
     }
 
     /// <summary>c (m, n) (+)= op(a) (m, k) @ op(b) (k, n); a transposed operand is stored (k, m) or (n, k).</summary>
+    /// <remarks>The GEMM reads a transposed A in place; a transposed B is copied first (in the model B is a
+    /// weight, small next to the activations, so the copy is cheap).</remarks>
     internal static void Product(ReadOnlySpan<float> a, bool transposeA, ReadOnlySpan<float> b, bool transposeB,
         Span<float> c, int m, int k, int n, bool accumulate)
     {
-        float[]? aT = null, bT = null;
-        if (transposeA)
-        {
-            aT = ArrayPool<float>.Shared.Rent(m * k);
-            CpuGemm.Transpose(a[..(m * k)], aT, k, m);
-            a = aT;
-        }
+        float[]? bT = null;
         if (transposeB)
         {
             bT = ArrayPool<float>.Shared.Rent(k * n);
             CpuGemm.Transpose(b[..(k * n)], bT, n, k);
             b = bT;
         }
-        CpuGemm.Multiply(a, b, c, m, k, n, accumulate);
-        if (aT != null) ArrayPool<float>.Shared.Return(aT);
+        CpuGemm.Multiply(a, transposeA, b, c, m, k, n, accumulate);
         if (bT != null) ArrayPool<float>.Shared.Return(bT);
     }
 }

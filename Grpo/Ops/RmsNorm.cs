@@ -41,24 +41,25 @@ public static partial class Op
                 var dx = x.GradOrCreate();
                 ForBlocks(rows, channels, row =>
                 {
-                    int start = row * channels;
+                    var xRow = x.Data.AsSpan(row * channels, channels);
+                    var dxRow = dx.AsSpan(row * channels, channels);
                     float r = inverseRms[row];
-                    float gDotX = 0;
-                    for (int j = 0; j < channels; j++) gDotX += dy[start + j] * w[j] * x.Data[start + j];
-                    float coefficient = r * r * r / channels * gDotX;
-                    for (int j = 0; j < channels; j++)
-                        dx[start + j] += r * dy[start + j] * w[j] - coefficient * x.Data[start + j];
+                    Span<float> g = channels <= 4096 ? stackalloc float[channels] : new float[channels];
+                    TensorPrimitives.Multiply(dy.AsSpan(row * channels, channels), w, g);   // g = dy * w
+                    float coefficient = r * r * r / channels * TensorPrimitives.Dot<float>(g, xRow);
+                    TensorPrimitives.MultiplyAdd(g, r, dxRow, dxRow);                       // dx += r g
+                    TensorPrimitives.MultiplyAdd(xRow, -coefficient, dxRow, dxRow);         // dx -= (r^3 / C) (g . x) x
                 });
             }
             if (weight.RequiresGrad)
             {
                 // Every row adds into the same dw, so this sum runs row after row.
                 var dw = weight.GradOrCreate();
+                var product = new float[channels];
                 for (int row = 0; row < rows; row++)
                 {
-                    int start = row * channels;
-                    float r = inverseRms[row];
-                    for (int j = 0; j < channels; j++) dw[j] += dy[start + j] * x.Data[start + j] * r;
+                    TensorPrimitives.Multiply(dy.AsSpan(row * channels, channels), x.Data.AsSpan(row * channels, channels), product);
+                    TensorPrimitives.MultiplyAdd(product, inverseRms[row], dw, dw);         // dw += dy * x * r
                 }
             }
         });

@@ -11,6 +11,8 @@
 // A parameter with no gradient this step is skipped entirely (PyTorch skips p.grad is None).
 // State (m, v per parameter, the step count) is public so a checkpoint can save and restore it.
 // Tests: Grpo.Tests/Optim/AdamWTests.cs, and the ten PyTorch steps in Grpo.Tests/Model/PyTorchFixtureTests.cs.
+using System.Runtime.Intrinsics;
+
 namespace Grpo.Optim;
 
 public sealed class AdamW
@@ -61,10 +63,30 @@ public sealed class AdamW
             var p = slot.Value.Data;
             var m = slot.M;
             var v = slot.V;
-            bool decay = slot.Decay && WeightDecay != 0;
-            for (int i = 0; i < p.Length; i++)
+            float decay = slot.Decay && WeightDecay != 0 ? decayFactor : 1f;   // p * 1 is p exactly
+            int i = 0;
+            if (Vector512.IsHardwareAccelerated)
             {
-                if (decay) p[i] *= decayFactor;
+                // The same update as the loop below, sixteen values at a time and in the same order of
+                // operations (no fused multiply-add), so both give the same bits.
+                for (; i + 16 <= p.Length; i += 16)
+                {
+                    var g16 = Vector512.Create<float>(grad.AsSpan(i, 16));
+                    var m16 = Vector512.Create<float>(m.AsSpan(i, 16));
+                    var v16 = Vector512.Create<float>(v.AsSpan(i, 16));
+                    var p16 = Vector512.Create<float>(p.AsSpan(i, 16)) * decay;
+                    m16 += oneMinusBeta1 * (g16 - m16);
+                    v16 = beta2 * v16 + oneMinusBeta2 * (g16 * g16);
+                    var denominator16 = Vector512.Sqrt(v16) / correction2Sqrt + Vector512.Create(eps);
+                    p16 += -stepSize * m16 / denominator16;
+                    m16.CopyTo(m.AsSpan(i, 16));
+                    v16.CopyTo(v.AsSpan(i, 16));
+                    p16.CopyTo(p.AsSpan(i, 16));
+                }
+            }
+            for (; i < p.Length; i++)
+            {
+                p[i] *= decay;
                 float g = grad[i];
                 m[i] += oneMinusBeta1 * (g - m[i]);              // PyTorch's lerp form of beta1 * m + (1 - beta1) * g
                 v[i] = beta2 * v[i] + oneMinusBeta2 * (g * g);

@@ -5,12 +5,17 @@
 // function in reverse order; a backward function reads output.Grad and adds into its inputs' Grad
 // (so a tensor used twice receives the sum of both contributions).
 // NoGrad() opens a scope in which nothing is recorded: sampling and evaluation run there.
+// Memory: a node's gradient is dead once its own backward has run, so Backward hands the array to
+// the next GradOrCreate of the same length (GradientPool, alive for one Backward call on its thread).
+// A training step's backward then allocates about one layer's gradients rather than every layer's:
+// fresh large arrays cost page faults and full collections, more than the arithmetic of the small ops.
 // Tests: Grpo.Tests/AutogradTests.cs; every op's gradient check uses Backward.
 namespace Grpo.Tensors;
 
 public static class Autograd
 {
     [ThreadStatic] private static int noGradDepth;
+    [ThreadStatic] private static GradientPool? gradientPool;
 
     /// <summary>True unless inside a NoGrad scope on this thread.</summary>
     public static bool IsRecording => noGradDepth == 0;
@@ -58,15 +63,49 @@ public static class Autograd
         if (!output.RequiresGrad) throw new InvalidOperationException("the output does not depend on any tensor that requires grad");
         if (outputGrad.Length != output.Size) throw new ArgumentException($"output gradient has {outputGrad.Length} values, output {output.Size}");
         var order = TopologicalOrder(output);
-        output.AccumulateGrad(outputGrad);
-        for (int i = order.Count - 1; i >= 0; i--)
+        var outerPool = gradientPool;
+        gradientPool = new GradientPool();
+        try
         {
-            var node = order[i];
-            if (node.BackwardFn != null && node.Grad != null) node.BackwardFn();
+            output.AccumulateGrad(outputGrad);
+            for (int i = order.Count - 1; i >= 0; i--)
+            {
+                var node = order[i];
+                if (node.BackwardFn == null || node.Grad == null) continue;
+                node.BackwardFn();
+                // Every contribution to node.Grad came before (topological order) and only node's own
+                // backward reads it, so the array is free for the gradients still to come.
+                if (node.Grad != null) gradientPool.Return(node.Grad);
+                node.Grad = null;
+            }
         }
+        finally { gradientPool = outerPool; }
         // Intermediate gradients are no longer needed; parameters (leaves) keep theirs.
         foreach (var node in order)
             if (node.BackwardFn != null) { node.Grad = null; node.BackwardFn = null; node.Parents = []; }
+    }
+
+    /// <summary>A zeroed array for a new gradient: recycled from a finished node inside Backward, else new.</summary>
+    internal static float[] NewGradient(int length) => gradientPool?.TakeZeroed(length) ?? new float[length];
+
+    /// <summary>Gradient arrays whose nodes' backward has run, by length.</summary>
+    private sealed class GradientPool
+    {
+        private readonly Dictionary<int, Stack<float[]>> free = new();
+
+        public void Return(float[] array)
+        {
+            if (!free.TryGetValue(array.Length, out var stack)) free[array.Length] = stack = new Stack<float[]>();
+            stack.Push(array);
+        }
+
+        public float[]? TakeZeroed(int length)
+        {
+            if (!free.TryGetValue(length, out var stack) || stack.Count == 0) return null;
+            var array = stack.Pop();
+            Array.Clear(array);
+            return array;
+        }
     }
 
     /// <summary>Nodes ordered so that every tensor comes after all of its inputs (iterative DFS).</summary>

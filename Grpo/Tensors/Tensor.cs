@@ -52,7 +52,7 @@ public sealed class Tensor
         return Data[0];
     }
 
-    public float[] GradOrCreate() => Grad ??= new float[Data.Length];
+    public float[] GradOrCreate() => Grad ??= Autograd.NewGradient(Data.Length);
 
     public void ZeroGrad() { if (Grad != null) Array.Clear(Grad); }
 
@@ -75,7 +75,13 @@ public sealed class Tensor
         }
         var result = new Tensor(Data, shape);
         var input = this;
-        Autograd.Record(result, [input], () => input.AccumulateGrad(result.Grad!));
+        Autograd.Record(result, [input], () =>
+        {
+            // The gradient is the same values under the input's shape: when the input has none yet,
+            // hand the array over rather than adding it into a fresh one.
+            if (input.Grad is null) { input.Grad = result.Grad; result.Grad = null; }
+            else input.AccumulateGrad(result.Grad!);
+        });
         return result;
     }
 
