@@ -24,11 +24,14 @@ public static class Checkpoint
     public const string OptimizerFile = "optimizer.safetensors";
     public const string StateFile = "trainer_state.json";
 
+    /// <summary>Longest trainer_state.json accepted (the caller's extra JSON included).</summary>
+    public const long MaxStateBytes = 16L << 20;
+
     /// <summary>The weights and config only (an inference checkpoint).</summary>
     public static void SaveModel(string folder, Transformer model)
     {
         Directory.CreateDirectory(folder);
-        File.WriteAllText(Path.Combine(folder, ConfigFile), model.Config.ToJson());
+        SafeFile.WriteAllTextAtomic(Path.Combine(folder, ConfigFile), model.Config.ToJson());
         SafeTensors.Write(Path.Combine(folder, ModelFile), model.Parameters,
             new Dictionary<string, string> { ["format"] = "pt" });
     }
@@ -55,15 +58,14 @@ public static class Checkpoint
             ["weight_decay"] = optimizer.WeightDecay,
             ["extra"] = extra?.DeepClone(),
         };
-        File.WriteAllText(Path.Combine(folder, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        SafeFile.WriteAllTextAtomic(Path.Combine(folder, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>Reads config.json and model.safetensors from the folder.</summary>
     public static Transformer LoadModel(string folder)
     {
-        string configPath = Path.Combine(folder, ConfigFile);
-        if (!File.Exists(configPath)) throw new ModelFormatException($"{configPath}: file not found");
-        var config = TransformerConfig.FromJson(File.ReadAllText(configPath), configPath);
+        var config = TransformerConfig.FromFile(Path.Combine(folder, ConfigFile));
+        CheckWeightsFitFile(Path.Combine(folder, ModelFile), config);
         var model = new Transformer(config, rng: null);
         LoadWeights(Path.Combine(folder, ModelFile), model);
         return model;
@@ -91,7 +93,7 @@ public static class Checkpoint
         string statePath = Path.Combine(folder, StateFile);
         if (!File.Exists(statePath)) throw new ModelFormatException($"{statePath}: file not found (not a training checkpoint)");
         JsonObject state;
-        try { state = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject ?? throw new ModelFormatException($"{statePath}: not a JSON object"); }
+        try { state = JsonNode.Parse(SafeFile.ReadAllTextBounded(statePath, MaxStateBytes)) as JsonObject ?? throw new ModelFormatException($"{statePath}: not a JSON object"); }
         catch (JsonException e) { throw new ModelFormatException($"{statePath}: not valid JSON ({e.Message})", e); }
 
         int step;
@@ -117,6 +119,17 @@ public static class Checkpoint
         optimizer.StepCount = step;
         rng.State = rngState;
         return state["extra"]?.DeepClone() as JsonObject;
+    }
+
+    /// <summary>Refuses a config whose weights could not be in the file even as 2-byte floats, before
+    /// any of them is allocated: a corrupt config.json (vocab_size 2^30) must not exhaust memory.</summary>
+    private static void CheckWeightsFitFile(string path, TransformerConfig config)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new ModelFormatException($"{path}: file not found");
+        long parameters = config.ParameterCount();
+        if (parameters > info.Length / 2)
+            throw new ModelFormatException($"{path}: the config needs {parameters} parameters (2 bytes each even as 16-bit floats) but the file has {info.Length} bytes");
     }
 
     private static void CopyChecked(SafeTensorsReader reader, string name, Tensor target)

@@ -55,17 +55,15 @@ public static class SafeTensors
         Array.Fill(headerBytes, (byte)' ');
         json.CopyTo(headerBytes, 0);
 
-        // Write beside the target and move into place, so a crash never leaves a half-written checkpoint.
-        string temporary = path + ".tmp";
-        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+        // Written beside the target, flushed to disk, then renamed: a crash never leaves half a file.
+        SafeFile.WriteAtomic(path, stream =>
         {
             Span<byte> length = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
             stream.Write(length);
             stream.Write(headerBytes);
             foreach (var (_, value) in list) WriteLittleEndian(stream, value.Data);
-        }
-        File.Move(temporary, path, overwrite: true);
+        });
     }
 
     /// <summary>Reads every tensor (as float32) and the metadata.</summary>
@@ -107,7 +105,7 @@ public static class SafeTensors
 /// <summary>An open safetensors file: the header is parsed and checked at once; tensors are read one by one on demand.</summary>
 public sealed class SafeTensorsReader : IDisposable
 {
-    private readonly FileStream stream;
+    private readonly Stream stream;
     private readonly long dataStart;
     private readonly Dictionary<string, SafeTensors.Entry> byName = new();
 
@@ -123,11 +121,23 @@ public sealed class SafeTensorsReader : IDisposable
         {
             throw new ModelFormatException($"{path}: file not found", e);
         }
-        try
-        {
-            (Entries, Metadata, dataStart) = ReadHeader();
-            foreach (var entry in Entries) byName[entry.Name] = entry;
-        }
+        (Entries, Metadata, dataStart) = ReadHeaderOrDispose();
+        foreach (var entry in Entries) byName[entry.Name] = entry;
+    }
+
+    /// <summary>Reads from an open seekable stream (a file already in memory, as the fuzz test does); <paramref name="name"/> is what errors call it. The reader disposes the stream.</summary>
+    public SafeTensorsReader(Stream stream, string name)
+    {
+        if (!stream.CanSeek || !stream.CanRead) throw new ArgumentException("the stream must be readable and seekable", nameof(stream));
+        Path = name;
+        this.stream = stream;
+        (Entries, Metadata, dataStart) = ReadHeaderOrDispose();
+        foreach (var entry in Entries) byName[entry.Name] = entry;
+    }
+
+    private (List<SafeTensors.Entry>, Dictionary<string, string>, long) ReadHeaderOrDispose()
+    {
+        try { return ReadHeader(); }
         catch
         {
             stream.Dispose();

@@ -44,16 +44,27 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
         if (Dim % Heads != 0) throw new ArgumentException($"dim {Dim} is not divisible by heads {Heads}");
         if (Heads % KvHeads != 0) throw new ArgumentException($"heads {Heads} is not divisible by kv heads {KvHeads}");
         if (HeadDim % 2 != 0) throw new ArgumentException($"head dim {HeadDim} must be even for rotary positions");
+        if (!float.IsFinite(RopeTheta) || RopeTheta <= 0) throw new ArgumentException($"rope theta {RopeTheta} must be finite and positive");
+        if (!float.IsFinite(NormEps) || NormEps < 0) throw new ArgumentException($"norm eps {NormEps} must be finite and >= 0");
+        // The largest weight matrices must each fit in one array; checked here so a corrupt config
+        // is refused before anything is allocated from it.
+        long largest = Math.Max((long)VocabSize * Dim, Math.Max((long)FfnDim * Dim, (long)Dim * Dim));
+        if (largest > Array.MaxLength) throw new ArgumentException($"a weight matrix of {largest} values is more than one array can hold");
+        try { ParameterCount(); }
+        catch (OverflowException) { throw new ArgumentException($"{Layers} layers of this width are more parameters than can be counted"); }
     }
 
     /// <summary>Number of trainable values (embedding counted once when tied).</summary>
     public long ParameterCount()
     {
-        long kvDim = (long)KvHeads * HeadDim;
-        long attention = (long)Dim * Dim * 2 + 2L * Dim * kvDim + (QkvBias ? Dim + 2 * kvDim : 0);
-        long mlp = 3L * Dim * FfnDim;
-        long layer = attention + mlp + 2L * Dim;
-        return (long)VocabSize * Dim * (TiedEmbeddings ? 1 : 2) + Layers * layer + Dim;
+        checked
+        {
+            long kvDim = (long)KvHeads * HeadDim;
+            long attention = (long)Dim * Dim * 2 + 2L * Dim * kvDim + (QkvBias ? Dim + 2 * kvDim : 0);
+            long mlp = 3L * Dim * FfnDim;
+            long layer = attention + mlp + 2L * Dim;
+            return (long)VocabSize * Dim * (TiedEmbeddings ? 1 : 2) + Layers * layer + Dim;
+        }
     }
 
     /// <summary>The config as a Hugging Face config.json.</summary>
@@ -81,9 +92,16 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
+    /// <summary>Longest config.json accepted (Hugging Face's are a few kilobytes).</summary>
+    public const int MaxJsonBytes = 1 << 20;
+
+    /// <summary>Reads a config.json file, refusing one over MaxJsonBytes before reading it.</summary>
+    public static TransformerConfig FromFile(string path) => FromJson(SafeFile.ReadAllTextBounded(path, MaxJsonBytes), path);
+
     /// <summary>Reads a Hugging Face config.json (Llama or Qwen2); throws ModelFormatException on what this decoder cannot run.</summary>
     public static TransformerConfig FromJson(string json, string source = "config.json")
     {
+        if (json.Length > MaxJsonBytes) throw new ModelFormatException($"{source}: {json.Length} characters is more than the {MaxJsonBytes} allowed for a config");
         JsonObject root;
         try { root = JsonNode.Parse(json) as JsonObject ?? throw new ModelFormatException($"{source}: not a JSON object"); }
         catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({e.Message})", e); }
