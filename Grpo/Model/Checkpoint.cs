@@ -92,22 +92,7 @@ public static class Checkpoint
     {
         string statePath = Path.Combine(folder, StateFile);
         if (!File.Exists(statePath)) throw new ModelFormatException($"{statePath}: file not found (not a training checkpoint)");
-        JsonObject state;
-        try { state = JsonNode.Parse(SafeFile.ReadAllTextBounded(statePath, MaxStateBytes)) as JsonObject ?? throw new ModelFormatException($"{statePath}: not a JSON object"); }
-        catch (JsonException e) { throw new ModelFormatException($"{statePath}: not valid JSON ({e.Message})", e); }
-
-        int step;
-        ulong rngState;
-        try
-        {
-            step = state["step"]?.GetValue<int>() ?? throw new ModelFormatException($"{statePath}: missing 'step'");
-            string rngText = state["rng_state"]?.GetValue<string>() ?? throw new ModelFormatException($"{statePath}: missing 'rng_state'");
-            rngState = ulong.Parse(rngText, CultureInfo.InvariantCulture);
-        }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException)
-        {
-            throw new ModelFormatException($"{statePath}: malformed step or rng_state ({e.Message})", e);
-        }
+        var (step, rngState, extra) = ParseTrainingState(SafeFile.ReadAllTextBounded(statePath, MaxStateBytes), statePath);
 
         string optimizerPath = Path.Combine(folder, OptimizerFile);
         using (var reader = new SafeTensorsReader(optimizerPath))
@@ -118,7 +103,28 @@ public static class Checkpoint
             }
         optimizer.StepCount = step;
         rng.State = rngState;
-        return state["extra"]?.DeepClone() as JsonObject;
+        return extra;
+    }
+
+    /// <summary>The step, RNG state and extra JSON of a trainer_state.json text; ModelFormatException naming <paramref name="source"/> when malformed.</summary>
+    internal static (int Step, ulong RngState, JsonObject? Extra) ParseTrainingState(string json, string source)
+    {
+        JsonObject state;
+        try { state = JsonNode.Parse(json) as JsonObject ?? throw new ModelFormatException($"{source}: not a JSON object"); }
+        catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({e.Message})", e); }
+        try
+        {
+            int step = state["step"]?.GetValue<int>() ?? throw new ModelFormatException($"{source}: missing 'step'");
+            if (step < 0) throw new ModelFormatException($"{source}: step {step} is negative");
+            string rngText = state["rng_state"]?.GetValue<string>() ?? throw new ModelFormatException($"{source}: missing 'rng_state'");
+            ulong rngState = ulong.Parse(rngText, CultureInfo.InvariantCulture);
+            return (step, rngState, state["extra"]?.DeepClone() as JsonObject);
+        }
+        // ArgumentException: a repeated key, which JsonNode reports only when the object is first read.
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException or ArgumentException)
+        {
+            throw new ModelFormatException($"{source}: malformed step, rng_state or extra ({e.Message})", e);
+        }
     }
 
     /// <summary>Refuses a config whose weights could not be in the file even as 2-byte floats, before

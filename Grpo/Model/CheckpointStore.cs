@@ -171,17 +171,23 @@ public static partial class CheckpointStore
         SafeFile.WriteAllTextAtomic(Path.Combine(folder, ManifestFile), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
-    private sealed record Manifest(int Step, List<(string Name, long Bytes, string Sha256)> Files);
+    internal sealed record Manifest(int Step, List<(string Name, long Bytes, string Sha256)> Files);
 
     private static Manifest ReadManifest(string folder)
     {
         string path = Path.Combine(folder, ManifestFile);
         if (!File.Exists(path)) throw new ModelFormatException("no manifest.json (an incomplete or foreign checkpoint)");
+        return ParseManifest(SafeFile.ReadAllTextBounded(path, MaxManifestBytes));
+    }
+
+    internal static Manifest ParseManifest(string json)
+    {
         try
         {
-            var root = JsonNode.Parse(SafeFile.ReadAllTextBounded(path, MaxManifestBytes)) as JsonObject
+            var root = JsonNode.Parse(json) as JsonObject
                 ?? throw new ModelFormatException("manifest.json is not a JSON object");
             if (root["format"]?.GetValue<string>() != Format) throw new ModelFormatException($"manifest.json is not a {Format} manifest");
+            if (root["version"]?.GetValue<int>() != 1) throw new ModelFormatException("manifest.json is not version 1 (written by another Grpo?)");
             int step = root["step"]?.GetValue<int>() ?? throw new ModelFormatException("manifest.json has no step");
             var list = root["files"] as JsonArray ?? throw new ModelFormatException("manifest.json has no file list");
             var files = new List<(string, long, string)>();

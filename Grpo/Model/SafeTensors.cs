@@ -221,17 +221,26 @@ public sealed class SafeTensorsReader : IDisposable
 
         var metadata = new Dictionary<string, string>();
         var entries = new List<SafeTensors.Entry>();
-        foreach (var (name, node) in header)
+        try
         {
-            if (name == "__metadata__")
+            foreach (var (name, node) in header)
             {
-                if (node is not JsonObject meta) throw new ModelFormatException($"{Path}: __metadata__ is not an object");
-                foreach (var (key, value) in meta)
-                    metadata[key] = value is JsonValue v && v.TryGetValue(out string? text) ? text
-                        : throw new ModelFormatException($"{Path}: metadata '{key}' is not a string");
-                continue;
+                if (name == "__metadata__")
+                {
+                    if (node is not JsonObject meta) throw new ModelFormatException($"{Path}: __metadata__ is not an object");
+                    foreach (var (key, value) in meta)
+                        metadata[key] = value is JsonValue v && v.TryGetValue(out string? text) ? text
+                            : throw new ModelFormatException($"{Path}: metadata '{key}' is not a string");
+                    continue;
+                }
+                entries.Add(ParseEntry(name, node, dataLength));
             }
-            entries.Add(ParseEntry(name, node, dataLength));
+        }
+        // JsonNode reads names and strings lazily, so a repeated tensor name (ArgumentException) or
+        // text that is not valid UTF-8 or UTF-16 (InvalidOperationException) surfaces only here.
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            throw new ModelFormatException($"{Path}: header is malformed ({e.Message})", e);
         }
         return (entries, metadata, dataStart);
     }

@@ -40,7 +40,8 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
     public void Validate()
     {
         if (VocabSize <= 0 || Dim <= 0 || Layers <= 0 || Heads <= 0 || KvHeads <= 0 || FfnDim <= 0 || MaxSeqLen <= 0)
-            throw new ArgumentException($"config sizes must be positive: {this}");
+            // Not {this}: a record prints HeadDim, which divides by Heads.
+            throw new ArgumentException($"config sizes must be positive: vocab_size {VocabSize}, hidden_size {Dim}, layers {Layers}, heads {Heads}, kv heads {KvHeads}, intermediate_size {FfnDim}, max positions {MaxSeqLen}");
         if (Dim % Heads != 0) throw new ArgumentException($"dim {Dim} is not divisible by heads {Heads}");
         if (Heads % KvHeads != 0) throw new ArgumentException($"heads {Heads} is not divisible by kv heads {KvHeads}");
         if (HeadDim % 2 != 0) throw new ArgumentException($"head dim {HeadDim} must be even for rotary positions");
@@ -130,9 +131,9 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
                 NormEps: root["rms_norm_eps"]?.GetValue<float>() ?? 1e-6f,
                 QkvBias: modelType == "qwen2",
                 TiedEmbeddings: root["tie_word_embeddings"]?.GetValue<bool>() ?? false);
+            config.Validate();   // first: HeadDim below divides by the number of heads
             if (root["head_dim"]?.GetValue<int>() is int headDim && headDim != config.HeadDim)
                 throw new ModelFormatException($"{source}: head_dim {headDim} differs from hidden_size / num_attention_heads = {config.HeadDim}");
-            config.Validate();
             return config;
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
