@@ -144,7 +144,7 @@ public static partial class CheckpointStore
         {
             for (int i = 0; i < values.Length; i++)
                 if (!float.IsFinite(values[i]))
-                    throw new InvalidOperationException($"not saving the checkpoint of step {step}: {what} holds {values[i]} at index {i} (NaN and infinity never reach a checkpoint)");
+                    throw new InvalidOperationException($"not saving the checkpoint of step {step}: {what} holds {(float.IsNaN(values[i]) ? "NaN" : values[i] > 0 ? "+infinity" : "-infinity")} at index {i} (NaN and infinity never reach a checkpoint)");
         }
         foreach (var (name, value) in model.Parameters) Check(step, value.Data, $"weight '{name}'");
         foreach (var slot in optimizer.Slots)

@@ -112,6 +112,9 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
             int Int(string key) => root[key]?.GetValue<int>() ?? throw new ModelFormatException($"{source}: missing '{key}'");
             string modelType = root["model_type"]?.GetValue<string>() ?? "llama";
             if (modelType is not ("llama" or "qwen2")) throw new ModelFormatException($"{source}: model_type '{modelType}' is not llama or qwen2");
+            if (root["architectures"] is JsonArray architectures && architectures.Count > 0
+                && !architectures.Any(a => a is JsonValue v && v.TryGetValue(out string? name) && name is "LlamaForCausalLM" or "Qwen2ForCausalLM"))
+                throw new ModelFormatException($"{source}: architectures {architectures.ToJsonString()} is not LlamaForCausalLM or Qwen2ForCausalLM");
             string act = root["hidden_act"]?.GetValue<string>() ?? "silu";
             if (act != "silu") throw new ModelFormatException($"{source}: hidden_act '{act}' is not silu");
             if (root["rope_scaling"] is JsonObject) throw new ModelFormatException($"{source}: rope_scaling is not supported");
