@@ -8,7 +8,10 @@
 // Loading checks every tensor against the shape the config implies and names the tensor and the
 // file on a mismatch, a missing tensor or an unexpected one. Weights stored as F16/BF16 are widened.
 // The RNG state is a ulong and is written as a string: JSON numbers lose digits above 2^53.
-// Tests: Grpo.Tests/Model/CheckpointTests.cs.
+// Every file is written atomically (SafeFile); a training run keeps its checkpoints through
+// CheckpointStore, which adds a manifest of sizes and checksums and finds the newest complete one.
+// Before weights are allocated, the config's parameter count is checked against the file's size.
+// Tests: Grpo.Tests/Model/CheckpointTests.cs, Reliability/BadInputTests.cs.
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;

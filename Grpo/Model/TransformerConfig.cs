@@ -5,7 +5,9 @@
 // logits through the embedding table instead of a separate lm_head.
 // JSON uses Hugging Face's config.json keys (hidden_size, num_hidden_layers, ...), so a saved model
 // folder is loadable by transformers as LlamaForCausalLM (or Qwen2ForCausalLM with QKV bias).
-// Tests: Grpo.Tests/Model/TransformerConfigTests.cs.
+// Reading refuses, as a one-line ModelFormatException, a file over 1 MB before reading it and any
+// config whose weight matrices could not be allocated.
+// Tests: Grpo.Tests/Model/TransformerConfigTests.cs, Reliability/FuzzTests.cs and BadInputTests.cs.
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
