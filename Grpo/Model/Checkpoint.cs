@@ -8,7 +8,10 @@
 // Loading checks every tensor against the shape the config implies and names the tensor and the
 // file on a mismatch, a missing tensor or an unexpected one. Weights stored as F16/BF16 are widened.
 // The RNG state is a ulong and is written as a string: JSON numbers lose digits above 2^53.
-// Tests: Grpo.Tests/Model/CheckpointTests.cs.
+// Every file is written atomically (SafeFile); a training run keeps its checkpoints through
+// CheckpointStore, which adds a manifest of sizes and checksums and finds the newest complete one.
+// Before weights are allocated, the config's parameter count is checked against the file's size.
+// Tests: Grpo.Tests/Model/CheckpointTests.cs, Reliability/BadInputTests.cs.
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -24,11 +27,14 @@ public static class Checkpoint
     public const string OptimizerFile = "optimizer.safetensors";
     public const string StateFile = "trainer_state.json";
 
+    /// <summary>Longest trainer_state.json accepted (the caller's extra JSON included).</summary>
+    public const long MaxStateBytes = 16L << 20;
+
     /// <summary>The weights and config only (an inference checkpoint).</summary>
     public static void SaveModel(string folder, Transformer model)
     {
         Directory.CreateDirectory(folder);
-        File.WriteAllText(Path.Combine(folder, ConfigFile), model.Config.ToJson());
+        SafeFile.WriteAllTextAtomic(Path.Combine(folder, ConfigFile), model.Config.ToJson());
         SafeTensors.Write(Path.Combine(folder, ModelFile), model.Parameters,
             new Dictionary<string, string> { ["format"] = "pt" });
     }
@@ -55,15 +61,14 @@ public static class Checkpoint
             ["weight_decay"] = optimizer.WeightDecay,
             ["extra"] = extra?.DeepClone(),
         };
-        File.WriteAllText(Path.Combine(folder, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        SafeFile.WriteAllTextAtomic(Path.Combine(folder, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>Reads config.json and model.safetensors from the folder.</summary>
     public static Transformer LoadModel(string folder)
     {
-        string configPath = Path.Combine(folder, ConfigFile);
-        if (!File.Exists(configPath)) throw new ModelFormatException($"{configPath}: file not found");
-        var config = TransformerConfig.FromJson(File.ReadAllText(configPath), configPath);
+        var config = TransformerConfig.FromFile(Path.Combine(folder, ConfigFile));
+        CheckWeightsFitFile(Path.Combine(folder, ModelFile), config);
         var model = new Transformer(config, rng: null);
         LoadWeights(Path.Combine(folder, ModelFile), model);
         return model;
@@ -90,22 +95,7 @@ public static class Checkpoint
     {
         string statePath = Path.Combine(folder, StateFile);
         if (!File.Exists(statePath)) throw new ModelFormatException($"{statePath}: file not found (not a training checkpoint)");
-        JsonObject state;
-        try { state = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject ?? throw new ModelFormatException($"{statePath}: not a JSON object"); }
-        catch (JsonException e) { throw new ModelFormatException($"{statePath}: not valid JSON ({e.Message})", e); }
-
-        int step;
-        ulong rngState;
-        try
-        {
-            step = state["step"]?.GetValue<int>() ?? throw new ModelFormatException($"{statePath}: missing 'step'");
-            string rngText = state["rng_state"]?.GetValue<string>() ?? throw new ModelFormatException($"{statePath}: missing 'rng_state'");
-            rngState = ulong.Parse(rngText, CultureInfo.InvariantCulture);
-        }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException)
-        {
-            throw new ModelFormatException($"{statePath}: malformed step or rng_state ({e.Message})", e);
-        }
+        var (step, rngState, extra) = ParseTrainingState(SafeFile.ReadAllTextBounded(statePath, MaxStateBytes), statePath);
 
         string optimizerPath = Path.Combine(folder, OptimizerFile);
         using (var reader = new SafeTensorsReader(optimizerPath))
@@ -116,7 +106,39 @@ public static class Checkpoint
             }
         optimizer.StepCount = step;
         rng.State = rngState;
-        return state["extra"]?.DeepClone() as JsonObject;
+        return extra;
+    }
+
+    /// <summary>The step, RNG state and extra JSON of a trainer_state.json text; ModelFormatException naming <paramref name="source"/> when malformed.</summary>
+    internal static (int Step, ulong RngState, JsonObject? Extra) ParseTrainingState(string json, string source)
+    {
+        JsonObject state;
+        try { state = JsonNode.Parse(json) as JsonObject ?? throw new ModelFormatException($"{source}: not a JSON object"); }
+        catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({e.Message})", e); }
+        try
+        {
+            int step = state["step"]?.GetValue<int>() ?? throw new ModelFormatException($"{source}: missing 'step'");
+            if (step < 0) throw new ModelFormatException($"{source}: step {step} is negative");
+            string rngText = state["rng_state"]?.GetValue<string>() ?? throw new ModelFormatException($"{source}: missing 'rng_state'");
+            ulong rngState = ulong.Parse(rngText, CultureInfo.InvariantCulture);
+            return (step, rngState, state["extra"]?.DeepClone() as JsonObject);
+        }
+        // ArgumentException: a repeated key, which JsonNode reports only when the object is first read.
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException or ArgumentException)
+        {
+            throw new ModelFormatException($"{source}: malformed step, rng_state or extra ({e.Message})", e);
+        }
+    }
+
+    /// <summary>Refuses a config whose weights could not be in the file even as 2-byte floats, before
+    /// any of them is allocated: a corrupt config.json (vocab_size 2^30) must not exhaust memory.</summary>
+    private static void CheckWeightsFitFile(string path, TransformerConfig config)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new ModelFormatException($"{path}: file not found");
+        long parameters = config.ParameterCount();
+        if (parameters > info.Length / 2)
+            throw new ModelFormatException($"{path}: the config needs {parameters} parameters (2 bytes each even as 16-bit floats) but the file has {info.Length} bytes");
     }
 
     private static void CopyChecked(SafeTensorsReader reader, string name, Tensor target)

@@ -5,7 +5,9 @@
 // logits through the embedding table instead of a separate lm_head.
 // JSON uses Hugging Face's config.json keys (hidden_size, num_hidden_layers, ...), so a saved model
 // folder is loadable by transformers as LlamaForCausalLM (or Qwen2ForCausalLM with QKV bias).
-// Tests: Grpo.Tests/Model/TransformerConfigTests.cs.
+// Reading refuses, as a one-line ModelFormatException, a file over 1 MB before reading it and any
+// config whose weight matrices could not be allocated.
+// Tests: Grpo.Tests/Model/TransformerConfigTests.cs, Reliability/FuzzTests.cs and BadInputTests.cs.
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -40,20 +42,32 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
     public void Validate()
     {
         if (VocabSize <= 0 || Dim <= 0 || Layers <= 0 || Heads <= 0 || KvHeads <= 0 || FfnDim <= 0 || MaxSeqLen <= 0)
-            throw new ArgumentException($"config sizes must be positive: {this}");
+            // Not {this}: a record prints HeadDim, which divides by Heads.
+            throw new ArgumentException($"config sizes must be positive: vocab_size {VocabSize}, hidden_size {Dim}, layers {Layers}, heads {Heads}, kv heads {KvHeads}, intermediate_size {FfnDim}, max positions {MaxSeqLen}");
         if (Dim % Heads != 0) throw new ArgumentException($"dim {Dim} is not divisible by heads {Heads}");
         if (Heads % KvHeads != 0) throw new ArgumentException($"heads {Heads} is not divisible by kv heads {KvHeads}");
         if (HeadDim % 2 != 0) throw new ArgumentException($"head dim {HeadDim} must be even for rotary positions");
+        if (!float.IsFinite(RopeTheta) || RopeTheta <= 0) throw new ArgumentException($"rope theta {RopeTheta} must be finite and positive");
+        if (!float.IsFinite(NormEps) || NormEps < 0) throw new ArgumentException($"norm eps {NormEps} must be finite and >= 0");
+        // The largest weight matrices must each fit in one array; checked here so a corrupt config
+        // is refused before anything is allocated from it.
+        long largest = Math.Max((long)VocabSize * Dim, Math.Max((long)FfnDim * Dim, (long)Dim * Dim));
+        if (largest > Array.MaxLength) throw new ArgumentException($"a weight matrix of {largest} values is more than one array can hold");
+        try { ParameterCount(); }
+        catch (OverflowException) { throw new ArgumentException($"{Layers} layers of this width are more parameters than can be counted"); }
     }
 
     /// <summary>Number of trainable values (embedding counted once when tied).</summary>
     public long ParameterCount()
     {
-        long kvDim = (long)KvHeads * HeadDim;
-        long attention = (long)Dim * Dim * 2 + 2L * Dim * kvDim + (QkvBias ? Dim + 2 * kvDim : 0);
-        long mlp = 3L * Dim * FfnDim;
-        long layer = attention + mlp + 2L * Dim;
-        return (long)VocabSize * Dim * (TiedEmbeddings ? 1 : 2) + Layers * layer + Dim;
+        checked
+        {
+            long kvDim = (long)KvHeads * HeadDim;
+            long attention = (long)Dim * Dim * 2 + 2L * Dim * kvDim + (QkvBias ? Dim + 2 * kvDim : 0);
+            long mlp = 3L * Dim * FfnDim;
+            long layer = attention + mlp + 2L * Dim;
+            return (long)VocabSize * Dim * (TiedEmbeddings ? 1 : 2) + Layers * layer + Dim;
+        }
     }
 
     /// <summary>The config as a Hugging Face config.json.</summary>
@@ -81,9 +95,16 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
+    /// <summary>Longest config.json accepted (Hugging Face's are a few kilobytes).</summary>
+    public const int MaxJsonBytes = 1 << 20;
+
+    /// <summary>Reads a config.json file, refusing one over MaxJsonBytes before reading it.</summary>
+    public static TransformerConfig FromFile(string path) => FromJson(SafeFile.ReadAllTextBounded(path, MaxJsonBytes), path);
+
     /// <summary>Reads a Hugging Face config.json (Llama or Qwen2); throws ModelFormatException on what this decoder cannot run.</summary>
     public static TransformerConfig FromJson(string json, string source = "config.json")
     {
+        if (json.Length > MaxJsonBytes) throw new ModelFormatException($"{source}: {json.Length} characters is more than the {MaxJsonBytes} allowed for a config");
         JsonObject root;
         try { root = JsonNode.Parse(json) as JsonObject ?? throw new ModelFormatException($"{source}: not a JSON object"); }
         catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({e.Message})", e); }
@@ -93,6 +114,9 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
             int Int(string key) => root[key]?.GetValue<int>() ?? throw new ModelFormatException($"{source}: missing '{key}'");
             string modelType = root["model_type"]?.GetValue<string>() ?? "llama";
             if (modelType is not ("llama" or "qwen2")) throw new ModelFormatException($"{source}: model_type '{modelType}' is not llama or qwen2");
+            if (root["architectures"] is JsonArray architectures && architectures.Count > 0
+                && !architectures.Any(a => a is JsonValue v && v.TryGetValue(out string? name) && name is "LlamaForCausalLM" or "Qwen2ForCausalLM"))
+                throw new ModelFormatException($"{source}: architectures {architectures.ToJsonString()} is not LlamaForCausalLM or Qwen2ForCausalLM");
             string act = root["hidden_act"]?.GetValue<string>() ?? "silu";
             if (act != "silu") throw new ModelFormatException($"{source}: hidden_act '{act}' is not silu");
             if (root["rope_scaling"] is JsonObject) throw new ModelFormatException($"{source}: rope_scaling is not supported");
@@ -112,9 +136,9 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
                 NormEps: root["rms_norm_eps"]?.GetValue<float>() ?? 1e-6f,
                 QkvBias: modelType == "qwen2",
                 TiedEmbeddings: root["tie_word_embeddings"]?.GetValue<bool>() ?? false);
+            config.Validate();   // first: HeadDim below divides by the number of heads
             if (root["head_dim"]?.GetValue<int>() is int headDim && headDim != config.HeadDim)
                 throw new ModelFormatException($"{source}: head_dim {headDim} differs from hidden_size / num_attention_heads = {config.HeadDim}");
-            config.Validate();
             return config;
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
