@@ -16,5 +16,6 @@ public static class Program
     public static IEnumerable<Command> Commands()
     {
         yield return BenchCommand.Create();
+        yield return RewardCommand.Create();
     }
 }
