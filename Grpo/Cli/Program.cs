@@ -17,5 +17,6 @@ public static class Program
     {
         yield return BenchCommand.Create();
         yield return RewardCommand.Create();
+        yield return TokenizeCommand.Create();
     }
 }
