@@ -7,6 +7,7 @@ tokenizer.json, tokenizer_config.json (and whatever else save_pretrained writes)
   llama   LlamaForCausalLM, tied embeddings (no lm_head.weight), 4 query heads over 2 kv heads,
           float32 weights; a GPT-2-style byte-level BPE (ByteLevel pre-tokenizer with its own
           regex) whose post-processor puts <|begin_of_text|> first, as Llama 3's does.
+  llama-sharded  the same weights saved with max_shard_size 60KB: model.safetensors.index.json + shards
   qwen2   Qwen2ForCausalLM, QKV bias, 4 query heads over 1 kv head, untied lm_head, rope_theta 1e6,
           weights stored as bfloat16; a Qwen2-style byte-level BPE (NFC, Split on Qwen2's regex,
           then ByteLevel without regex), chat special tokens and one non-special added token.
@@ -22,8 +23,8 @@ expected.json holds:
   greedy         [{prompt_ids, tokens, log_probs, margins}] 8 greedy steps, each token's log-prob
                  under the model and the gap between its logit and the runner-up's
   logits_prompt  token ids, and logits (T, V) of one forward pass over them
-The references are computed in float64 from the stored (float32, or bf16-rounded) weights; the
-greedy tokens are also checked against model.generate in float32 (printed).
+The references are computed in float64 by the model transformers loads from the saved folder (in
+float32, then widened); the greedy tokens are also checked against model.generate in float32 (printed).
 
 --ours DIR...  for each folder (written by our C# code: config.json, model.safetensors and
 our_logits.json {tokens, logits}), loads it with AutoModelForCausalLM and prints the largest
@@ -154,6 +155,15 @@ def build(name, arch, questions, out_root):
         print(f"{name}: {len(keys)} tensors, dtype {f.get_tensor(keys[0]).dtype}, lm_head stored: {'lm_head.weight' in keys}")
     print(f"{name}: config.json = {open(os.path.join(folder, 'config.json')).read()}")
 
+    if arch == "llama":
+        # The same weights in transformers' sharded layout (model.safetensors.index.json + shards).
+        model.save_pretrained(folder + "-sharded", max_shard_size="60KB")
+        shards = sorted(f for f in os.listdir(folder + "-sharded") if f.endswith(".safetensors"))
+        print(f"{name}-sharded: {shards}")
+
+    # The reference is the saved folder as transformers loads it, in float32, widened to float64. (Not
+    # the model in memory: casting it to bf16 rounds RoPE's inv_freq buffer too, which loading does not.)
+    model = cls_model.from_pretrained(folder, dtype=torch.float32).eval()
     reference = model.to(torch.float64)
     eos_id = tokenizer.token_to_id(tok_config["eos_token"])
     texts = []
@@ -170,8 +180,9 @@ def build(name, arch, questions, out_root):
         tokens, log_probs, margins = greedy(reference, prompt_ids)
         runs.append({"prompt": prompt, "prompt_ids": prompt_ids, "tokens": tokens, "log_probs": log_probs, "margins": margins})
         try:
-            check = model.to(torch.float32).generate(torch.tensor([prompt_ids]), max_new_tokens=8, do_sample=False,
-                                                     pad_token_id=0)[0, len(prompt_ids):].tolist()
+            prompt = torch.tensor([prompt_ids])
+            check = model.to(torch.float32).generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8,
+                                                     do_sample=False, pad_token_id=0)[0, len(prompt_ids):].tolist()
         except Exception as e:  # the cross-check is printed only; the fixture does not depend on it
             check = f"generate failed: {e}"
         reference = model.to(torch.float64)

@@ -145,6 +145,16 @@ public sealed class HfCheckpointTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void TransformersShardedFolderLoadsLikeTheSingleFile()
+    {
+        // Fixtures/hf/llama-sharded: the llama fixture saved by transformers with max_shard_size 60KB.
+        int[] tokens = [0, 2, 3, 40, 300, 479];
+        string sharded = Fixture("llama-sharded");
+        Assert.True(File.Exists(Path.Combine(sharded, HfCheckpoint.IndexFile)));
+        Assert.Equal(Logits(HfCheckpoint.Load(Fixture("llama")), tokens), Logits(HfCheckpoint.Load(sharded), tokens));
+    }
+
+    [Fact]
     public void ShardedFolderLoadsLikeTheSingleFile()
     {
         var model = HfCheckpoint.Load(Fixture("llama"));
@@ -181,7 +191,7 @@ public sealed class HfCheckpointTests(ITestOutputHelper output) : IDisposable
     /// <summary>A copy of a fixture folder to break.</summary>
     private string Copy(string name)
     {
-        string copy = Path.Combine(temp, name + "-copy");
+        string copy = Path.Combine(temp, $"{name}-copy-{Directory.GetDirectories(temp).Length}");
         Directory.CreateDirectory(copy);
         foreach (string file in Directory.GetFiles(Fixture(name))) File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
         return copy;
@@ -242,7 +252,7 @@ public sealed class HfCheckpointTests(ITestOutputHelper output) : IDisposable
     public void TokenIdsOutsideTheVocabularyAreRefused()
     {
         var (model, tokenizer) = ModelFolder.Load(Fixture("llama"));
-        AssertOneLineError(() => tokenizer!.Decode([1, tokenizer.VocabSize]), $"token {tokenizer!.VocabSize} is outside the vocabulary");
+        AssertOneLineError(() => tokenizer!.Decode([5, tokenizer.VocabSize]), $"token {tokenizer!.VocabSize} is outside the vocabulary");
         AssertOneLineError(() => tokenizer.Decode([-1]), "token -1 is outside the vocabulary");
         Assert.ThrowsAny<ArgumentException>(() => model.Forward([1, model.Config.VocabSize], 1, 2));
     }

@@ -39,7 +39,11 @@ internal sealed record TokenizerJson(
             var root = JsonNode.Parse(File.ReadAllBytes(path)) as JsonObject ?? throw new FormatException("not a JSON object");
             return Parse(root);
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException or OverflowException)
+        catch (JsonException e)
+        {
+            throw new TokenizerFormatException($"{path}: not valid JSON ({e.Message})", e);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException or OverflowException or KeyNotFoundException)
         {
             throw new TokenizerFormatException($"{path}: {e.Message}", e);
         }
