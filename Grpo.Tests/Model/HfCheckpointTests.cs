@@ -234,6 +234,11 @@ public sealed class HfCheckpointTests(ITestOutputHelper output) : IDisposable
         EditConfig(shape, c => c["intermediate_size"] = 48);
         AssertOneLineError(() => ModelFolder.Load(shape), "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [64, 32], the config needs [48, 32]");
 
+        // A config far larger than its weights is refused before anything is allocated for it.
+        string huge = Copy("llama");
+        EditConfig(huge, c => { c["hidden_size"] = 1 << 20; c["vocab_size"] = 1 << 20; c["head_dim"] = (1 << 20) / 4; });
+        AssertOneLineError(() => ModelFolder.Load(huge), "the config needs 7696989290496 weights but the safetensors files hold");
+
         string truncated = Copy("llama");
         string weights = Path.Combine(truncated, "model.safetensors");
         var bytes = File.ReadAllBytes(weights);
@@ -246,6 +251,48 @@ public sealed class HfCheckpointTests(ITestOutputHelper output) : IDisposable
         AssertOneLineError(() => ModelFolder.Load(badTokenizer), "tokenizer.json");
 
         AssertOneLineError(() => ModelFolder.Load(Path.Combine(temp, "nowhere")), "model folder not found");
+    }
+
+    /// <summary>Seeded mutations of the qwen2 fixture's tokenizer.json and config.json (a byte changed,
+    /// inserted or deleted, or the file cut short): each loads or fails with ModelFormatException, never anything else.</summary>
+    [Theory]
+    [InlineData("tokenizer.json", 300)]
+    [InlineData("config.json", 300)]
+    public void MutatedFilesLoadOrFailWithOneLine(string file, int mutations)
+    {
+        string folder = Copy("qwen2");
+        string path = Path.Combine(folder, file);
+        byte[] original = File.ReadAllBytes(path);
+        var rng = new Rng(5);
+        int failures = 0;
+        for (int trial = 0; trial < mutations; trial++)
+        {
+            var bytes = new List<byte>(original);
+            const string jsonish = "{}[]\",:0-9ae \n";
+            for (int edits = 1 + rng.NextInt(3); edits > 0 && bytes.Count > 0; edits--)
+            {
+                int at = rng.NextInt(bytes.Count);
+                switch (rng.NextInt(4))
+                {
+                    case 0: bytes[at] = (byte)rng.NextInt(256); break;
+                    case 1: bytes.Insert(at, (byte)jsonish[rng.NextInt(jsonish.Length)]); break;
+                    case 2: bytes.RemoveAt(at); break;
+                    default: bytes.RemoveRange(at, bytes.Count - at); break;
+                }
+            }
+            File.WriteAllBytes(path, [.. bytes]);
+            try
+            {
+                if (file == "config.json") HfCheckpoint.Load(folder);
+                else ModelFolder.LoadTokenizer(folder)?.Encode("Natalia sold 48 clips <|im_end|>");
+            }
+            catch (ModelFormatException e)
+            {
+                Assert.DoesNotContain('\n', e.Message);
+                failures++;
+            }
+        }
+        output.WriteLine($"{file}: {mutations} mutations, {failures} refused with ModelFormatException, the rest loaded");
     }
 
     [Fact]

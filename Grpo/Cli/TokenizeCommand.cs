@@ -4,8 +4,10 @@
 // Bad input (no folder, no tokenizer.json, a malformed one): one line on stderr, exit 1.
 // Tests: Grpo.Tests/Model/HfCheckpointTests.cs.
 using System.CommandLine;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Grpo.Model;
+using Grpo.Tasks;
 
 namespace Grpo.Cli;
 
@@ -36,7 +38,9 @@ public static class TokenizeCommand
                 return 0;
             }
             output.WriteLine($"{ids.Length} tokens: {string.Join(" ", ids)}");
-            output.WriteLine(string.Join(" | ", ids.Select(id => JsonSerializer.Serialize(tokenizer.Decode([id])))));
+            // Each token's text as a JSON string, so spaces and newlines show; '<' and non-ASCII left as they are.
+            var readable = new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+            output.WriteLine(string.Join(" | ", ids.Select(id => JsonSerializer.Serialize(tokenizer is HfTokenizer hf ? hf.TokenText(id) : tokenizer.Decode([id]), readable))));
             return 0;
         }
         catch (ModelFormatException e)

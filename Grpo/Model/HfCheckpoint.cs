@@ -31,13 +31,32 @@ public static class HfCheckpoint
         if (!Directory.Exists(folder)) throw new ModelFormatException($"{folder}: model folder not found");
         string configPath = Path.Combine(folder, Checkpoint.ConfigFile);
         var config = TransformerConfig.FromJson(ReadBoundedText(configPath), configPath);
-        var model = new Transformer(config, rng: null);
 
         string single = Path.Combine(folder, Checkpoint.ModelFile), index = Path.Combine(folder, IndexFile);
-        if (File.Exists(single)) Checkpoint.LoadWeights(single, model);
-        else if (File.Exists(index)) LoadShards(folder, index, model);
-        else throw new ModelFormatException($"{folder}: no {Checkpoint.ModelFile} (nor {IndexFile} for a sharded model)");
-        return model;
+        if (File.Exists(single))
+        {
+            using (var reader = new SafeTensorsReader(single)) CheckSize(config, configPath, [reader]);
+            var model = new Transformer(config, rng: null);
+            Checkpoint.LoadWeights(single, model);
+            return model;
+        }
+        if (File.Exists(index)) return LoadShards(folder, index, config, configPath);
+        throw new ModelFormatException($"{folder}: no {Checkpoint.ModelFile} (nor {IndexFile} for a sharded model)");
+    }
+
+    /// <summary>Before the model is allocated: a config that needs more numbers than the files hold is
+    /// wrong (or hostile), and must not allocate gigabytes to find out tensor by tensor.</summary>
+    private static void CheckSize(TransformerConfig config, string configPath, IEnumerable<SafeTensorsReader> readers)
+    {
+        long stored = 0;
+        foreach (var reader in readers)
+            foreach (var entry in reader.Entries)
+                stored += entry.Shape.Aggregate(1L, (product, d) => product * d);
+        long needed;
+        try { needed = config.ParameterCount(); }
+        catch (OverflowException) { needed = long.MaxValue; }
+        if (needed > stored)
+            throw new ModelFormatException($"{configPath}: the config needs {needed} weights but the safetensors files hold {stored}");
     }
 
     /// <summary>Writes config.json + model.safetensors (F32). With <paramref name="sourceFolder"/> (the folder the
@@ -77,7 +96,7 @@ public static class HfCheckpoint
         catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({e.Message})", e); }
     }
 
-    private static void LoadShards(string folder, string indexPath, Transformer model)
+    private static Transformer LoadShards(string folder, string indexPath, TransformerConfig config, string configPath)
     {
         var weightMap = ParseObject(ReadBoundedText(indexPath), indexPath)["weight_map"] as JsonObject
             ?? throw new ModelFormatException($"{indexPath}: no 'weight_map' object");
@@ -96,6 +115,8 @@ public static class HfCheckpoint
         {
             foreach (string file in fileOf.Values.Distinct())
                 readers[file] = new SafeTensorsReader(Path.Combine(folder, file));
+            CheckSize(config, configPath, readers.Values);
+            var model = new Transformer(config, rng: null);
             var expected = model.Parameters.Select(p => p.Name).ToHashSet();
             foreach (var (file, reader) in readers)
                 foreach (var entry in reader.Entries)
@@ -107,6 +128,7 @@ public static class HfCheckpoint
                     throw new ModelFormatException($"{indexPath}: no shard holds tensor '{name}'");
                 Checkpoint.CopyChecked(readers[file], name, value);
             }
+            return model;
         }
         finally
         {

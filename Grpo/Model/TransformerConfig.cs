@@ -49,14 +49,17 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
         if (HeadDim % 2 != 0) throw new ArgumentException($"head dim {HeadDim} must be even for rotary positions");
     }
 
-    /// <summary>Number of trainable values (embedding counted once when tied).</summary>
+    /// <summary>Number of trainable values (embedding counted once when tied); OverflowException past long.</summary>
     public long ParameterCount()
     {
-        long kvDim = (long)KvHeads * HeadDim;
-        long attention = (long)Dim * Dim * 2 + 2L * Dim * kvDim + (QkvBias ? Dim + 2 * kvDim : 0);
-        long mlp = 3L * Dim * FfnDim;
-        long layer = attention + mlp + 2L * Dim;
-        return (long)VocabSize * Dim * (TiedEmbeddings ? 1 : 2) + Layers * layer + Dim;
+        checked
+        {
+            long kvDim = (long)KvHeads * HeadDim;
+            long attention = (long)Dim * Dim * 2 + 2L * Dim * kvDim + (QkvBias ? Dim + 2 * kvDim : 0);
+            long mlp = 3L * Dim * FfnDim;
+            long layer = attention + mlp + 2L * Dim;
+            return (long)VocabSize * Dim * (TiedEmbeddings ? 1 : 2) + Layers * layer + Dim;
+        }
     }
 
     /// <summary>The config as a Hugging Face config.json.</summary>

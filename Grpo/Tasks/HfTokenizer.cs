@@ -61,11 +61,24 @@ public sealed class HfTokenizer : ITokenizer
     }
 
     /// <summary>The tokenizer of a model folder; TokenizerFormatException (one line) when tokenizer.json or a config is malformed.</summary>
-    public static HfTokenizer Load(string folder) => new(TokenizerJson.Read(Path.Combine(folder, TokenizerFile)), folder);
+    public static HfTokenizer Load(string folder)
+    {
+        string path = Path.Combine(folder, TokenizerFile);
+        var file = TokenizerJson.Read(path);
+        try { return new HfTokenizer(file, folder); }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or KeyNotFoundException)
+        {
+            // Microsoft.ML.Tokenizers checks the vocabulary against the merges (a merge naming no token, say).
+            throw new TokenizerFormatException($"{path}: {e.Message}", e);
+        }
+    }
 
     /// <summary>The id of a token given as its text: an added token, or a vocabulary entry (in byte-level form); null if neither.</summary>
     public int? TokenId(string token) =>
         addedTokens.TryGetValue(token, out int id) || vocabulary.TryGetValue(token, out id) ? id : null;
+
+    /// <summary>One token as text for display: an added token's content (special ones too), else its decoded bytes.</summary>
+    public string TokenText(int id) => addedById.TryGetValue(id, out string? content) ? content : Decode([id]);
 
     public int[] Encode(string text, bool addBos = false, bool addEos = false)
     {
