@@ -27,5 +27,6 @@ public static class Program
         yield return RewardCommand.Create();
         yield return SampleCommand.Create();
         yield return CheckCommand.Create();
+        yield return TokenizeCommand.Create();
     }
 }

@@ -81,9 +81,7 @@ public static class Checkpoint
         var expected = model.Parameters.Select(p => p.Name).ToHashSet();
         foreach (var entry in reader.Entries)
         {
-            // Older Llama checkpoints store RoPE's inverse frequencies; a tied model may still store lm_head.
-            bool harmless = entry.Name.EndsWith("rotary_emb.inv_freq") || (model.Config.TiedEmbeddings && entry.Name == "lm_head.weight");
-            if (!expected.Contains(entry.Name) && !harmless)
+            if (!expected.Contains(entry.Name) && !IsHarmlessExtra(entry.Name, model.Config))
                 throw new ModelFormatException($"{path}: unexpected tensor '{entry.Name}' for this config");
         }
         foreach (var (name, value) in model.Parameters)
@@ -141,7 +139,12 @@ public static class Checkpoint
             throw new ModelFormatException($"{path}: the config needs {parameters} parameters (2 bytes each even as 16-bit floats) but the file has {info.Length} bytes");
     }
 
-    private static void CopyChecked(SafeTensorsReader reader, string name, Tensor target)
+    /// <summary>A stored tensor the model does not need: older Llama checkpoints store RoPE's inverse
+    /// frequencies, and a tied model may still store lm_head.</summary>
+    internal static bool IsHarmlessExtra(string name, TransformerConfig config) =>
+        name.EndsWith("rotary_emb.inv_freq") || (config.TiedEmbeddings && name == "lm_head.weight");
+
+    internal static void CopyChecked(SafeTensorsReader reader, string name, Tensor target)
     {
         if (!reader.Contains(name)) throw new ModelFormatException($"{reader.Path}: missing tensor '{name}'");
         var shape = reader.Entry(name).Shape;

@@ -5,8 +5,11 @@
 // logits through the embedding table instead of a separate lm_head.
 // JSON uses Hugging Face's config.json keys (hidden_size, num_hidden_layers, ...), so a saved model
 // folder is loadable by transformers as LlamaForCausalLM (or Qwen2ForCausalLM with QKV bias).
-// Reading refuses, as a one-line ModelFormatException, a file over 1 MB before reading it and any
-// config whose weight matrices could not be allocated.
+// Reading accepts rope_theta at the top level (transformers 4) or under rope_parameters
+// (transformers 5), and refuses what this decoder would run wrongly: another architecture, RoPE
+// scaling, biases beyond Qwen2's q/k/v, sliding-window attention. It also refuses, as a one-line
+// ModelFormatException, a file over 1 MB before reading it and any config whose weight matrices
+// could not be allocated.
 // Tests: Grpo.Tests/Model/TransformerConfigTests.cs, Reliability/FuzzTests.cs and BadInputTests.cs.
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -57,7 +60,7 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
         catch (OverflowException) { throw new ArgumentException($"{Layers} layers of this width are more parameters than can be counted"); }
     }
 
-    /// <summary>Number of trainable values (embedding counted once when tied).</summary>
+    /// <summary>Number of trainable values (embedding counted once when tied); OverflowException past long.</summary>
     public long ParameterCount()
     {
         checked
@@ -112,6 +115,12 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
         try
         {
             int Int(string key) => root[key]?.GetValue<int>() ?? throw new ModelFormatException($"{source}: missing '{key}'");
+            if (root["architectures"] is JsonArray { Count: > 0 } architectures)
+            {
+                string architecture = architectures[0]?.GetValue<string>() ?? "";
+                if (architecture is not ("LlamaForCausalLM" or "Qwen2ForCausalLM"))
+                    throw new ModelFormatException($"{source}: architecture '{architecture}' is not supported (LlamaForCausalLM or Qwen2ForCausalLM)");
+            }
             string modelType = root["model_type"]?.GetValue<string>() ?? "llama";
             if (modelType is not ("llama" or "qwen2")) throw new ModelFormatException($"{source}: model_type '{modelType}' is not llama or qwen2");
             if (root["architectures"] is JsonArray architectures && architectures.Count > 0
@@ -119,9 +128,18 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
                 throw new ModelFormatException($"{source}: architectures {architectures.ToJsonString()} is not LlamaForCausalLM or Qwen2ForCausalLM");
             string act = root["hidden_act"]?.GetValue<string>() ?? "silu";
             if (act != "silu") throw new ModelFormatException($"{source}: hidden_act '{act}' is not silu");
-            if (root["rope_scaling"] is JsonObject) throw new ModelFormatException($"{source}: rope_scaling is not supported");
+            if (root["rope_scaling"] is JsonObject scaling && RopeType(scaling) != "default")
+                throw new ModelFormatException($"{source}: rope_scaling of type '{RopeType(scaling)}' is not supported");
+            // transformers 5 writes rope_theta (and the scaling type) under rope_parameters; 4 at the top level.
+            var ropeParameters = root["rope_parameters"] as JsonObject;
+            if (ropeParameters != null && RopeType(ropeParameters) != "default")
+                throw new ModelFormatException($"{source}: rope_parameters of type '{RopeType(ropeParameters)}' is not supported");
+            float ropeTheta = ropeParameters?["rope_theta"]?.GetValue<float>() ?? root["rope_theta"]?.GetValue<float>() ?? 10000f;
             if (modelType == "llama" && root["attention_bias"]?.GetValue<bool>() == true)
                 throw new ModelFormatException($"{source}: Llama attention_bias (bias on o_proj too) is not supported");
+            if (root["mlp_bias"]?.GetValue<bool>() == true) throw new ModelFormatException($"{source}: mlp_bias is not supported");
+            if (root["use_sliding_window"]?.GetValue<bool>() == true)
+                throw new ModelFormatException($"{source}: use_sliding_window (sliding-window attention) is not supported");
 
             int heads = Int("num_attention_heads");
             var config = new TransformerConfig(
@@ -132,7 +150,7 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
                 KvHeads: root["num_key_value_heads"]?.GetValue<int>() ?? heads,
                 FfnDim: Int("intermediate_size"),
                 MaxSeqLen: Int("max_position_embeddings"),
-                RopeTheta: root["rope_theta"]?.GetValue<float>() ?? 10000f,
+                RopeTheta: ropeTheta,
                 NormEps: root["rms_norm_eps"]?.GetValue<float>() ?? 1e-6f,
                 QkvBias: modelType == "qwen2",
                 TiedEmbeddings: root["tie_word_embeddings"]?.GetValue<bool>() ?? false);
@@ -146,4 +164,7 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
             throw new ModelFormatException($"{source}: {e.Message}", e);
         }
     }
+
+    private static string RopeType(JsonObject rope) =>
+        (rope["rope_type"] ?? rope["type"])?.GetValue<string>() ?? "default";
 }

@@ -2,10 +2,11 @@
 // (PAD = 0, BOS = 1, EOS = 2). For the built-in task, `new CharTokenizer(ArithmeticTask.Alphabet)`
 // has 62 tokens, within the 64 of the CpuBench/Small model presets. A character outside the
 // alphabet is an error that names it; nothing is silently dropped or mapped to an "unknown".
+// Implements ITokenizer (the consts serve code that knows it has a CharTokenizer).
 // Tests: Grpo.Tests/Tasks/CharTokenizerTests.cs.
 namespace Grpo.Tasks;
 
-public sealed class CharTokenizer
+public sealed class CharTokenizer : ITokenizer
 {
     public const int Pad = 0, Bos = 1, Eos = 2;
     private const int SpecialCount = 3;
@@ -23,6 +24,10 @@ public sealed class CharTokenizer
     }
 
     public string Alphabet { get; }
+
+    int ITokenizer.Pad => Pad;
+    int? ITokenizer.Bos => Bos;
+    int ITokenizer.Eos => Eos;
 
     public int VocabSize => SpecialCount + Alphabet.Length;
 
