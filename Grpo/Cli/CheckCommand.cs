@@ -6,14 +6,14 @@
 //
 // Tolerances. A matmul output is a sum of K products whose rounding differs between the CPU (SIMD
 // blocks of K) and the GPU (one running sum per thread): its error grows with K and is judged
-// against the tensor's scale: OK when max |gpu - cpu| <= 1e-4 max |cpu| (fp32 gives ~1e-6 here; TF32
-// or a wrong tile would give 1e-3 or worse). An element-wise output is judged element by element:
-// |gpu - cpu| <= 1e-5 |cpu| + 1e-6 (add, mul, scale are exact; exp is ex2.approx on the GPU).
-//
+// against the tensor's scale ("s"): OK when max |gpu - cpu| <= 1e-4 max |cpu| (fp32 gives ~1e-6 here;
+// TF32 or a wrong tile would give 1e-3 or worse). An element-wise output is judged element by element
+// ("e"): |gpu - cpu| <= 1e-5 |cpu| + 1e-6 (add, mul, scale are exact; exp is ex2.approx on the GPU).
+// The op kernels' tolerances are explained in CheckOpCases.cs.
 // Sizes: realistic = the small preset's training shapes (width 256, FFN 768, 4 heads of 64, batch
 // 64 x 128 tokens) plus the mid preset's LM head (width 768, vocab 32000) and edge-crossing odd sizes;
 // small = shapes ILGPU's CPU accelerator runs in seconds (the default for cpu-accelerator).
-// What it checks grows with issue 7 (every op, a training step, a GRPO step).
+// The ops' kernels (forward and backward), AdamW, the sampler and the GRPO loss are in CheckOpCases.cs.
 using System.CommandLine;
 using System.Diagnostics;
 using Grpo.Compute;
@@ -24,7 +24,10 @@ namespace Grpo.Cli;
 
 public static class CheckCommand
 {
-    private sealed record Case(string Kernel, string What, string Shape, bool MatMul, Func<float[]> Reference, Func<Device, float[]> OnDevice);
+    /// <summary>One compared tensor. Scaled: OK when max |diff| <= Tolerance * max |reference|; else element-wise:
+    /// every |diff| <= Tolerance * |reference| + 1e-6. NeedsGrad: the reference runs a backward (outside NoGrad).</summary>
+    internal sealed record Case(string Kernel, string What, string Shape, double Tolerance, bool Scaled, Func<float[]> Reference,
+        Func<Device, float[]> OnDevice, bool NeedsGrad = false);
 
     public static Command Create()
     {
@@ -63,20 +66,20 @@ public static class CheckCommand
     {
         Console.WriteLine($"device: {device.Description}");
         Console.WriteLine($"reference: CPU ({Environment.ProcessorCount} threads), sizes: {(small ? "small" : "realistic")}, seed {seed}");
-        Console.WriteLine("rel = max abs / max |reference|; matmul OK when rel <= tol, element-wise OK when every |diff| <= tol |ref| + 1e-6");
-        Console.WriteLine($"{"kernel",-10} {"what",-34} {"shape",-34} {"max abs",10} {"rel",10} {"tol",8}  result");
+        Console.WriteLine("rel = max abs / max |reference|; scaled (s) OK when rel <= tol, element-wise (e) OK when every |diff| <= tol |ref| + 1e-6");
+        Console.WriteLine($"{"kernel",-12} {"what",-40} {"shape",-34} {"max abs",10} {"rel",10} {"tol",9}  result");
         var watch = Stopwatch.StartNew();
         int ok = 0, notOk = 0;
-        foreach (var check in Cases(new Rng(seed), small))
+        foreach (var check in Cases(new Rng(seed), small).Concat(CheckOpCases.Cases(new Rng(seed + 1), small)))
         {
             string verdict;
-            double maxAbs = double.NaN, relative = double.NaN, tolerance = check.MatMul ? 1e-4 : 1e-5;
+            double maxAbs = double.NaN, relative = double.NaN;
             try
             {
                 float[] expected;
-                using (Autograd.NoGrad()) expected = check.Reference();
+                using (check.NeedsGrad ? null : Autograd.NoGrad()) expected = check.Reference();
                 var actual = check.OnDevice(device);
-                bool pass = Compare(expected, actual, check.MatMul, out maxAbs, out relative);
+                bool pass = Compare(expected, actual, check.Tolerance, check.Scaled, out maxAbs, out relative);
                 verdict = pass ? "OK" : "NOT OK";
                 if (pass) ok++; else notOk++;
             }
@@ -85,18 +88,19 @@ public static class CheckCommand
                 notOk++;
                 verdict = $"NOT OK ({error.GetType().Name}: {DeviceOption.FirstLine(error.Message)})";
             }
-            Console.WriteLine($"{check.Kernel,-10} {check.What,-34} {check.Shape,-34} {maxAbs,10:0.00e+00} {relative,10:0.00e+00} {tolerance,8:0e+00}  {verdict}");
+            string tolerance = $"{check.Tolerance:0e+00} {(check.Scaled ? "s" : "e")}";
+            Console.WriteLine($"{check.Kernel,-12} {check.What,-40} {check.Shape,-34} {maxAbs,10:0.00e+00} {relative,10:0.00e+00} {tolerance,9}  {verdict}");
         }
         Console.WriteLine($"{ok} OK, {notOk} NOT OK, {device.Kernels.Count} kernels compiled, {watch.Elapsed.TotalSeconds:F1} s");
         return notOk == 0 ? 0 : 1;
     }
 
     /// <summary>
-    /// maxAbs = max |actual - expected|; relative = maxAbs / max |expected|. A matmul passes when
-    /// relative <= 1e-4; an element-wise output when every element is within 1e-5 |expected| + 1e-6.
-    /// A NaN or infinity anywhere fails.
+    /// maxAbs = max |actual - expected|; relative = maxAbs / max |expected|. A scaled comparison passes
+    /// when relative <= tolerance; an element-wise one when every element is within tolerance |expected| + 1e-6.
+    /// A difference that is NaN or infinite fails (equal infinities, as a log-softmax of -inf gives, agree).
     /// </summary>
-    private static bool Compare(float[] expected, float[] actual, bool matMul, out double maxAbs, out double relative)
+    private static bool Compare(float[] expected, float[] actual, double tolerance, bool scaled, out double maxAbs, out double relative)
     {
         maxAbs = 0; relative = 0;
         if (expected.Length != actual.Length) { maxAbs = relative = double.PositiveInfinity; return false; }
@@ -104,14 +108,16 @@ public static class CheckCommand
         bool each = true;
         for (int i = 0; i < expected.Length; i++)
         {
+            if (expected[i] == actual[i]) continue;
             double diff = Math.Abs((double)actual[i] - expected[i]);
             if (!double.IsFinite(diff)) diff = double.PositiveInfinity;
             maxAbs = Math.Max(maxAbs, diff);
-            maxRef = Math.Max(maxRef, Math.Abs(expected[i]));
-            if (!(diff <= 1e-5 * Math.Abs(expected[i]) + 1e-6)) each = false;
+            if (!(diff <= tolerance * Math.Abs(expected[i]) + 1e-6)) each = false;
         }
+        for (int i = 0; i < expected.Length; i++)
+            if (float.IsFinite(expected[i])) maxRef = Math.Max(maxRef, Math.Abs(expected[i]));
         relative = maxRef == 0 ? maxAbs : maxAbs / maxRef;
-        return matMul ? relative <= 1e-4 : each;
+        return scaled ? relative <= tolerance : each;
     }
 
     private static IEnumerable<Case> Cases(Rng rng, bool small)
@@ -138,12 +144,12 @@ public static class CheckCommand
         var bias = RandomTensor(rng, 1f, ffn);
         var logits = RandomTensor(rng, 8f, tokens, ffn);
         string shape = $"({tokens}, {ffn})";
-        yield return new Case("add", "x + y", shape, false, () => Op.Add(x, y).Data, d => Run(size, o => d.Add(x.Data, y.Data, o)));
-        yield return new Case("add", "x + bias (broadcast)", $"{shape} + ({ffn})", false, () => Op.Add(x, bias).Data, d => Run(size, o => d.Add(x.Data, bias.Data, o)));
-        yield return new Case("mul", "x * y (and dy * b in backward)", shape, false, () => Op.Mul(x, y).Data, d => Run(size, o => d.Mul(x.Data, y.Data, o)));
-        yield return new Case("mul", "x * weight (broadcast)", $"{shape} * ({ffn})", false, () => Op.Mul(x, bias).Data, d => Run(size, o => d.Mul(x.Data, bias.Data, o)));
-        yield return new Case("scale", "-0.125 x", shape, false, () => Op.Scale(x, -0.125f).Data, d => Run(size, o => d.Scale(x.Data, -0.125f, o)));
-        yield return new Case("exp", "exp(x), x in [-8, 8]", shape, false, () => Op.Exp(logits).Data, d => Run(size, o => d.Exp(logits.Data, o)));
+        yield return new Case("add", "x + y", shape, 1e-5, false, () => Op.Add(x, y).Data, d => Run(size, o => d.Add(x.Data, y.Data, o)));
+        yield return new Case("add", "x + bias (broadcast)", $"{shape} + ({ffn})", 1e-5, false, () => Op.Add(x, bias).Data, d => Run(size, o => d.Add(x.Data, bias.Data, o)));
+        yield return new Case("mul", "x * y (and dy * b in backward)", shape, 1e-5, false, () => Op.Mul(x, y).Data, d => Run(size, o => d.Mul(x.Data, y.Data, o)));
+        yield return new Case("mul", "x * weight (broadcast)", $"{shape} * ({ffn})", 1e-5, false, () => Op.Mul(x, bias).Data, d => Run(size, o => d.Mul(x.Data, bias.Data, o)));
+        yield return new Case("scale", "-0.125 x", shape, 1e-5, false, () => Op.Scale(x, -0.125f).Data, d => Run(size, o => d.Scale(x.Data, -0.125f, o)));
+        yield return new Case("exp", "exp(x), x in [-8, 8]", shape, 1e-5, false, () => Op.Exp(logits).Data, d => Run(size, o => d.Exp(logits.Data, o)));
     }
 
     private static Case MatMul(Rng rng, string what, int batch, int m, int k, int n, bool transposeA, bool transposeB, bool sharedB, bool accumulate)
@@ -153,7 +159,7 @@ public static class CheckCommand
         var b = RandomTensor(rng, 1f, sharedB ? bShape : [batch, .. bShape]);
         var start = accumulate ? RandomTensor(rng, 1f, batch, m, n) : null;
         string shape = $"{(batch > 1 ? $"{batch} x " : "")}{m}x{k}{(transposeA ? "^T" : "")} @ {k}x{n}{(transposeB ? "^T" : "")}";
-        return new Case("matmul", what, shape, true,
+        return new Case("matmul", what, shape, 1e-4, true,
             () =>
             {
                 var product = Op.MatMul(a, b, transposeA, transposeB);
@@ -175,7 +181,7 @@ public static class CheckCommand
     }
 
     /// <summary>Uniform in [-scale, scale).</summary>
-    private static Tensor RandomTensor(Rng rng, float scale, params int[] shape)
+    internal static Tensor RandomTensor(Rng rng, float scale, params int[] shape)
     {
         var data = new float[shape.Aggregate(1, (p, d) => p * d)];
         for (int i = 0; i < data.Length; i++) data[i] = (2 * rng.NextFloat() - 1) * scale;

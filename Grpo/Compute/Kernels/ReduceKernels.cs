@@ -1,0 +1,90 @@
+// The CUDA port of Ops/Reduce.cs: the sum or mean along one axis, x viewed as (outer, n, inner):
+//   forward:  y[o, i] = scale * sum_j x[o, j, i]          scale = 1 (sum) or 1/n (mean)
+//   backward: dx[o, j, i] += scale * dy[o, i]
+// The last axis (inner = 1, the common case) runs one RowGroup per row: coalesced strided loads and a
+// tree sum. Any other axis runs one thread per output, walking j (neighbouring threads read
+// neighbouring i, so those loads coalesce too). SumAll / MeanAll are one row of everything.
+// Launchers take device views, so a device-resident tensor calls them with no host round trip;
+// Host.* (upload, run, download) is what the tests and `grpo check` use.
+// Tests: Grpo.Tests/Compute/RowKernelTests.cs, PtxCompileTests.cs; `grpo check`.
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Grpo.Compute.Kernels;
+
+public static class ReduceKernels
+{
+    public static void SumRowsKernel(ArrayView<float> x, ArrayView<float> y, int n, float scale)
+    {
+        var scratch = SharedMemory.Allocate<float>(RowGroup.Threads);
+        long start = (long)Grid.IdxX * n;
+        float partial = 0f;
+        for (int j = Group.IdxX; j < n; j += RowGroup.Threads) partial += x[start + j];
+        float total = RowGroup.Sum(scratch, partial);
+        if (Group.IdxX == 0) y[Grid.IdxX] = total * scale;
+    }
+
+    public static void SumAxisKernel(Index1D i, ArrayView<float> x, ArrayView<float> y, int n, int inner, float scale)
+    {
+        int o = i / inner, within = i % inner;
+        long at = (long)o * n * inner + within;
+        float total = 0f;
+        for (int j = 0; j < n; j++) total += x[at + (long)j * inner];
+        y[i] = total * scale;
+    }
+
+    public static void SumAxisBackwardKernel(Index1D i, ArrayView<float> dy, ArrayView<float> dx, int n, int inner, float scale)
+    {
+        int o = i / (n * inner), within = i % inner;
+        dx[i] += scale * dy[(long)o * inner + within];
+    }
+
+    /// <summary>y (outer, inner) = scale * sum over the middle axis of x (outer, n, inner).</summary>
+    public static void Forward(Device device, ArrayView<float> x, ArrayView<float> y, int outer, int n, int inner, float scale)
+    {
+        Check(x, y, outer, n, inner);
+        if (y.Length == 0) return;
+        if (inner == 1)
+            device.Kernels.Get("sum_rows", acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, float>(SumRowsKernel))
+                (RowGroup.Config(outer), x, y, n, scale);
+        else
+            device.Kernels.Get("sum_axis", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, float>(SumAxisKernel))
+                ((int)y.Length, x, y, n, inner, scale);
+    }
+
+    /// <summary>dx (outer, n, inner) += scale * dy (outer, inner) repeated along the middle axis.</summary>
+    public static void Backward(Device device, ArrayView<float> dy, ArrayView<float> dx, int outer, int n, int inner, float scale)
+    {
+        Check(dx, dy, outer, n, inner);
+        if (dx.Length == 0) return;
+        device.Kernels.Get("sum_axis_backward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, float>(SumAxisBackwardKernel))
+            ((int)dx.Length, dy, dx, n, inner, scale);
+    }
+
+    private static void Check(ArrayView<float> x, ArrayView<float> y, int outer, int n, int inner)
+    {
+        if (x.Length != (long)outer * n * inner || y.Length != (long)outer * inner)
+            throw new ArgumentException($"reduce: x has {x.Length} elements and y {y.Length}, expected ({outer}, {n}, {inner}) and ({outer}, {inner})");
+        if (x.Length > int.MaxValue) throw new ArgumentException($"reduce: {x.Length} elements is past one launch's 2^31");
+    }
+
+    /// <summary>Host round trips (tests, `grpo check`): the shapes of Op.Sum / Op.Mean along axis.</summary>
+    public static class Host
+    {
+        public static float[] Forward(Device device, float[] x, int outer, int n, int inner, bool mean)
+        {
+            using var deviceX = device.UploadToPool<float>(x);
+            using var deviceY = device.Zeros<float>((long)outer * inner);
+            ReduceKernels.Forward(device, deviceX.View, deviceY.View, outer, n, inner, mean ? 1f / n : 1f);
+            return Device.DownloadArray<float>(deviceY.View);
+        }
+
+        public static float[] Backward(Device device, float[] dy, float[] dxStart, int outer, int n, int inner, bool mean)
+        {
+            using var deviceDy = device.UploadToPool<float>(dy);
+            using var deviceDx = device.UploadToPool<float>(dxStart);
+            ReduceKernels.Backward(device, deviceDy.View, deviceDx.View, outer, n, inner, mean ? 1f / n : 1f);
+            return Device.DownloadArray<float>(deviceDx.View);
+        }
+    }
+}
