@@ -115,12 +115,6 @@ public sealed record TransformerConfig(int VocabSize, int Dim, int Layers, int H
         try
         {
             int Int(string key) => root[key]?.GetValue<int>() ?? throw new ModelFormatException($"{source}: missing '{key}'");
-            if (root["architectures"] is JsonArray { Count: > 0 } architectures)
-            {
-                string architecture = architectures[0]?.GetValue<string>() ?? "";
-                if (architecture is not ("LlamaForCausalLM" or "Qwen2ForCausalLM"))
-                    throw new ModelFormatException($"{source}: architecture '{architecture}' is not supported (LlamaForCausalLM or Qwen2ForCausalLM)");
-            }
             string modelType = root["model_type"]?.GetValue<string>() ?? "llama";
             if (modelType is not ("llama" or "qwen2")) throw new ModelFormatException($"{source}: model_type '{modelType}' is not llama or qwen2");
             if (root["architectures"] is JsonArray architectures && architectures.Count > 0
