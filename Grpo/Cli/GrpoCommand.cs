@@ -48,7 +48,7 @@ public static class GrpoCommand
     }
 
     /// <summary>Runs the loop with a progress bar, appending each step to outDir/metrics.jsonl; saves the final checkpoint.</summary>
-    public static List<GrpoStepMetrics> Train(Transformer policy, IRlTask task, CharTokenizer tokenizer, GrpoSettings settings, string outDir)
+    public static List<GrpoStepMetrics> Train(Transformer policy, IRlTask task, ITokenizer tokenizer, GrpoSettings settings, string outDir)
     {
         settings.Validate();
         Directory.CreateDirectory(outDir);
@@ -67,7 +67,7 @@ public static class GrpoCommand
             }
         });
         if (trainer.Errors is { } firstError) AnsiConsole.MarkupLine($"[yellow]{trainer.RewardErrors} reward errors; first: {Markup.Escape(firstError)}[/]");
-        var extra = new JsonObject { ["task"] = task.Name, ["alphabet"] = tokenizer.Alphabet, ["method"] = settings.Method.ToString(), ["steps"] = settings.Steps };
+        var extra = new JsonObject { ["task"] = task.Name, ["alphabet"] = (tokenizer as CharTokenizer)?.Alphabet, ["method"] = settings.Method.ToString(), ["steps"] = settings.Steps };
         Checkpoint.Save(Path.Combine(outDir, "final"), policy, trainer.Optimizer, trainer.Rng, extra);
         return metrics;
     }

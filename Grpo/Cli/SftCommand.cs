@@ -65,7 +65,7 @@ public static class SftCommand
     }
 
     /// <summary>Runs SFT with a progress bar and saves the checkpoint to outDir.</summary>
-    public static Transformer Train(SftSettings settings, IRlTask task, CharTokenizer tokenizer, string? startFrom, string outDir, out double seconds)
+    public static Transformer Train(SftSettings settings, IRlTask task, ITokenizer tokenizer, string? startFrom, string outDir, out double seconds)
     {
         var watch = Stopwatch.StartNew();
         if (settings.Steps < 1) throw new ArgumentException($"--steps must be at least 1 (got {settings.Steps})");
@@ -82,7 +82,7 @@ public static class SftCommand
             throw new ArgumentException($"the model's vocabulary ({model.Config.VocabSize}) is smaller than the tokenizer's ({tokenizer.VocabSize})");
         var optimizer = new AdamW(model.Parameters, settings.LearningRate, weightDecay: settings.WeightDecay);
         var schedule = LrSchedule.WarmupCosine(settings.LearningRate, settings.MinLearningRate, settings.WarmupSteps, settings.Steps);
-        var trainer = new SftTrainer(model, optimizer, schedule, CharTokenizer.Pad, settings.MaxGradNorm);
+        var trainer = new SftTrainer(model, optimizer, schedule, tokenizer.Pad, settings.MaxGradNorm);
         var rng = new Rng(settings.Seed);
         double emaLoss = double.NaN;
         Progress.Run($"SFT ({model.Config.ParameterCount() / 1e6:F2}M parameters)", settings.Steps, advance =>
@@ -97,7 +97,7 @@ public static class SftCommand
                 advance($"loss {emaLoss:F3}");
             }
         });
-        var extra = new JsonObject { ["task"] = task.Name, ["alphabet"] = tokenizer.Alphabet, ["sftSteps"] = settings.Steps };
+        var extra = new JsonObject { ["task"] = task.Name, ["alphabet"] = (tokenizer as CharTokenizer)?.Alphabet, ["sftSteps"] = settings.Steps };
         Checkpoint.Save(outDir, model, optimizer, rng, extra);
         seconds = watch.Elapsed.TotalSeconds;
         return model;

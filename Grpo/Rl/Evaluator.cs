@@ -22,7 +22,7 @@ public static class Evaluator
     /// <summary>Rows generated at once (prompts x samples); bounds the KV cache's memory.</summary>
     private const int RowsPerBatch = 512;
 
-    public static EvalResult Run(Transformer model, IRlTask task, CharTokenizer tokenizer, IReadOnlyList<Problem> problems,
+    public static EvalResult Run(Transformer model, IRlTask task, ITokenizer tokenizer, IReadOnlyList<Problem> problems,
         int samplesPerProblem, IReadOnlyList<int> ks, int maxNewTokens, Rng rng, Action<int, int>? progress = null)
     {
         if (ks.Any(k => k < 1 || k > samplesPerProblem))
@@ -43,10 +43,10 @@ public static class Evaluator
     }
 
     /// <summary>samples completions (decoded text) for every problem, in batches of about RowsPerBatch rows.</summary>
-    public static List<string[]> Complete(Transformer model, CharTokenizer tokenizer, IReadOnlyList<Problem> problems, int samples,
+    public static List<string[]> Complete(Transformer model, ITokenizer tokenizer, IReadOnlyList<Problem> problems, int samples,
         SamplerOptions sampler, int maxNewTokens, Rng rng, Action<int>? advance = null)
     {
-        var options = new GenerationOptions(maxNewTokens, sampler, CharTokenizer.Eos);
+        var options = new GenerationOptions(maxNewTokens, sampler, tokenizer.Eos);
         int problemsPerBatch = Math.Max(1, RowsPerBatch / samples);
         var texts = new List<string[]>(problems.Count);
         for (int start = 0; start < problems.Count; start += problemsPerBatch)

@@ -35,7 +35,7 @@ public sealed class GrpoTrainer
 {
     private readonly Transformer policy;
     private readonly IRlTask task;
-    private readonly CharTokenizer tokenizer;
+    private readonly ITokenizer tokenizer;
     private readonly GrpoSettings settings;
     private readonly Rewards rewards;
     private readonly LrSchedule schedule;
@@ -49,7 +49,7 @@ public sealed class GrpoTrainer
     public Rng Rng { get; }
     public int StepIndex { get; set; }
 
-    public GrpoTrainer(Transformer policy, IRlTask task, CharTokenizer tokenizer, GrpoSettings settings, Rewards rewards)
+    public GrpoTrainer(Transformer policy, IRlTask task, ITokenizer tokenizer, GrpoSettings settings, Rewards rewards)
     {
         settings.Validate();
         if (settings.Supervision == Supervision.Process && task is not IProcessRewardTask)
@@ -80,14 +80,14 @@ public sealed class GrpoTrainer
         var problems = Enumerable.Range(0, settings.QuestionsPerStep).Select(_ => task.SampleTraining(Rng)).ToArray();
         var prompts = problems.Select(p => tokenizer.Encode(p.Prompt, addBos: true)).ToArray();
         var generation = new GenerationOptions(settings.MaxNewTokens,
-            new SamplerOptions { Temperature = settings.Temperature, TopP = settings.TopP }, CharTokenizer.Eos);
+            new SamplerOptions { Temperature = settings.Temperature, TopP = settings.TopP }, tokenizer.Eos);
         var sampleWatch = Stopwatch.StartNew();
         var outputs = Generator.Generate(initialPolicy ?? policy, prompts, G, generation, Rng);
         double samplingSeconds = sampleWatch.Elapsed.TotalSeconds;
         int sampledTokens = outputs.Sum(o => o.NewTokens);
 
         // 2. Rewards, one per output (outputs are group-major: output r answers problem r / G).
-        var texts = outputs.Select(o => tokenizer.Decode(o.Tokens.Where(t => t != CharTokenizer.Eos))).ToArray();
+        var texts = outputs.Select(o => tokenizer.Decode(o.Tokens)).ToArray();
         var outputProblems = outputs.Select(o => problems[o.PromptIndex]).ToArray();
         int errorsBefore = rewards.Errors;
         var (reward, perFunction) = rewards.Score(outputProblems, texts);
@@ -113,7 +113,7 @@ public sealed class GrpoTrainer
         {
             var trainWatch = Stopwatch.StartNew();
             var batch = new SequenceBatch(kept.Select(r => prompts[outputs[r].PromptIndex]).ToArray(),
-                kept.Select(r => outputs[r].Tokens).ToArray(), CharTokenizer.Pad);
+                kept.Select(r => outputs[r].Tokens).ToArray(), tokenizer.Pad);
             var mask = (float[])batch.CompletionMask.Clone();
             var oldLogProbs = new float[mask.Length];
             for (int b = 0; b < kept.Length; b++)
@@ -202,10 +202,11 @@ public sealed class GrpoTrainer
             int r = kept[b];
             lengths[b] = outputs[r].NewTokens;
             var steps = processTask.StepRewards(outputProblems[r], texts[r]);
-            // One token per character (CharTokenizer), so a step's end index is its last token's index.
-            var usable = steps.Where(s => s.EndIndex >= 1 && s.EndIndex <= lengths[b]).ToArray();
+            // A step ends at the token whose text reaches the step's last character.
+            var textEnds = TextEnds(outputs[r].Tokens);
+            var usable = steps.Where(s => s.EndIndex >= 1 && s.EndIndex <= textEnds[^1]).ToArray();
             stepRewards[b] = usable.Select(s => (float)s.Reward).ToArray();
-            stepEnds[b] = usable.Select(s => s.EndIndex - 1).ToArray();
+            stepEnds[b] = usable.Select(s => Array.FindIndex(textEnds, end => end >= s.EndIndex)).ToArray();
             if (stepRewards[b].Length == 0 && lengths[b] > 0)
             {
                 // No step at all: the whole output is one step, scored by its outcome.
@@ -217,6 +218,14 @@ public sealed class GrpoTrainer
         for (int b = 0; b < kept.Length; b++)
             for (int j = 0; j < lengths[b]; j++) advantages[batch.CompletionIndex(b, j)] = perToken[b][j];
         return advantages;
+    }
+
+    /// <summary>textEnds[j] = length of the text of tokens 0..j (one character a token for CharTokenizer).</summary>
+    private int[] TextEnds(int[] tokens)
+    {
+        var ends = new int[Math.Max(1, tokens.Length)];
+        for (int j = 0; j < tokens.Length; j++) ends[j] = tokenizer.Decode(tokens.Take(j + 1)).Length;
+        return ends;
     }
 
     private static float[] LogProbsOf(Transformer model, SequenceBatch batch)
