@@ -13,7 +13,7 @@
 // Where this departs from the paper, by default (GrpoSettings; DeepSeekMath() restores the paper's):
 // token-level aggregation (DAPO), no KL (beta 0, as DAPO and Dr. GRPO find it unneeded for verifiable
 // rewards), groups with equal rewards dropped (DAPO's dynamic sampling: their advantages are 0 anyway),
-// truncated outputs masked, mu = 2.
+// truncated outputs masked.
 // Tests: Grpo.Tests/Rl/GrpoTrainerTests.cs.
 using System.Diagnostics;
 using Grpo.Model;
