@@ -1,6 +1,8 @@
-// `grpo grpo --model DIR`: GRPO (or Online RFT / RFT, --method) on a task from a checkpoint, logging
-// every step to metrics.jsonl in --out and saving the final checkpoint there. Every setting of the
-// loop is an option (Rl/GrpoSettings.cs); --preset deepseekmath starts from the paper's values.
+// `grpo grpo --model DIR`: GRPO (or Online RFT / RFT, --method) on a task from a model folder (a
+// checkpoint of ours or a Hugging Face folder), logging every step to metrics.jsonl in --out and
+// saving the final checkpoint there, with its tokenizer. Every setting of the loop is an option
+// (Rl/GrpoSettings.cs); --preset deepseekmath starts from the paper's values. --task gsm8k reads
+// --data with the folder's tokenizer (Cli/TaskChoice.cs).
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -17,28 +19,35 @@ public static class GrpoCommand
 
     public static Command Create()
     {
-        var command = new Command("grpo", "Train a checkpoint with GRPO (DeepSeekMath Algorithm 1) on a task");
-        var model = new Option<string>("--model") { Description = "checkpoint to start from (e.g. the output of sft)", Required = true };
+        var command = new Command("grpo", "Train a model with GRPO (DeepSeekMath Algorithm 1), Online RFT or RFT on a task, from a checkpoint or a Hugging Face folder");
+        var model = new Option<string>("--model") { Description = "model folder to start from: the output of sft, or a Hugging Face folder", Required = true };
         var output = new Option<string>("--out") { Description = "run folder: metrics.jsonl and the final checkpoint", DefaultValueFactory = _ => "runs/grpo" };
         var taskName = new Option<string>("--task") { Description = "arithmetic or gsm8k", DefaultValueFactory = _ => "arithmetic" };
-        var data = new Option<string?>("--data") { Description = "data file for --task gsm8k (JSONL)" };
+        var data = new Option<string?>("--data") { Description = "for --task gsm8k: a folder with train.jsonl and test.jsonl, or a JSONL file of training problems" };
+        var device = DeviceOption.CreateCpuOnly();
         var preset = new Option<string?>("--preset") { Description = "deepseekmath: start from the paper's settings (options still override)" };
         command.Options.Add(model);
         command.Options.Add(output);
         command.Options.Add(taskName);
         command.Options.Add(data);
         command.Options.Add(preset);
+        command.Options.Add(device);
         var binder = new SettingsBinder<GrpoSettings>(command);
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction(parse => CliErrors.Run(parse, () =>
         {
+            DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, parse.InvocationConfiguration.Error);
             var settings = parse.GetValue(preset) switch
             {
                 null => binder.Bind(parse),
                 "deepseekmath" => binder.Bind(parse, GrpoSettings.DeepSeekMath()),
                 var other => throw new ArgumentException($"unknown preset '{other}' (expected deepseekmath)"),
             };
-            var (task, tokenizer) = TaskChoice.Create(parse.GetValue(taskName)!, parse.GetValue(data));
-            var policy = Checkpoint.LoadModel(parse.GetValue(model)!);
+            settings.Validate();
+            string folder = parse.GetValue(model)!;
+            var (policy, modelTokenizer) = ModelFolder.Load(folder);
+            var (task, tokenizer, note) = TaskChoice.Create(parse.GetValue(taskName)!, parse.GetValue(data), TaskUse.Training, modelTokenizer, folder,
+                new ContextBudget(policy.Config.MaxSeqLen, settings.MaxNewTokens));
+            if (note is not null) parse.InvocationConfiguration.Error.WriteLine($"note: {note}");
             string outDir = parse.GetValue(output)!;
             var metrics = Train(policy, task, tokenizer, settings, outDir);
             AnsiConsole.MarkupLine($"{settings.Method} done: {metrics.Count} steps, training reward {metrics.Take(5).Average(m => m.RewardMean):F3} -> {metrics.TakeLast(5).Average(m => m.RewardMean):F3}; run folder [bold]{Markup.Escape(outDir)}[/]");
@@ -68,7 +77,7 @@ public static class GrpoCommand
         });
         if (trainer.Errors is { } firstError) AnsiConsole.MarkupLine($"[yellow]{trainer.RewardErrors} reward errors; first: {Markup.Escape(firstError)}[/]");
         var extra = new JsonObject { ["task"] = task.Name, ["alphabet"] = (tokenizer as CharTokenizer)?.Alphabet, ["method"] = settings.Method.ToString(), ["steps"] = settings.Steps };
-        Checkpoint.Save(Path.Combine(outDir, "final"), policy, trainer.Optimizer, trainer.Rng, extra);
+        Checkpoint.Save(Path.Combine(outDir, "final"), policy, trainer.Optimizer, trainer.Rng, extra, tokenizer);
         return metrics;
     }
 }

@@ -1,5 +1,7 @@
 // `grpo sft`: supervised warm-up on a task's worked solutions (Rl/SftTrainer.cs), from a fresh model
-// of a preset shape or from a checkpoint (--model), saving the result to --out.
+// of a preset shape or from a model folder (--model: a checkpoint of ours or a Hugging Face folder),
+// saving the result to --out with its tokenizer. --task gsm8k reads --data with the folder's
+// tokenizer (Cli/TaskChoice.cs), leaving out problems whose prompt and solution exceed the context.
 // The shipped warm start (Grpo/WarmStart/arithmetic-small) was made by this command; the README gives
 // the exact line.
 using System.CommandLine;
@@ -45,33 +47,41 @@ public static class SftCommand
 {
     public static Command Create()
     {
-        var command = new Command("sft", "Supervised fine-tuning on a task's worked solutions (the warm-up before GRPO)");
-        var model = new Option<string?>("--model") { Description = "start from this checkpoint instead of a fresh model" };
+        var command = new Command("sft", "Supervised fine-tuning on a task's worked solutions (the warm-up before GRPO), from a fresh model or a model folder");
+        var model = new Option<string?>("--model") { Description = "start from this model folder (ours or Hugging Face's) instead of a fresh model" };
         var output = new Option<string>("--out") { Description = "folder to save the checkpoint in", DefaultValueFactory = _ => "runs/sft" };
-        var data = new Option<string?>("--data") { Description = "data file for --task gsm8k (JSONL)" };
+        var data = new Option<string?>("--data") { Description = "for --task gsm8k: a folder with train.jsonl and test.jsonl, or a JSONL file of training problems" };
+        var device = DeviceOption.CreateCpuOnly();
         command.Options.Add(model);
         command.Options.Add(output);
         command.Options.Add(data);
+        command.Options.Add(device);
         var binder = new SettingsBinder<SftSettings>(command);
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction(parse => CliErrors.Run(parse, () =>
         {
+            DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, parse.InvocationConfiguration.Error);
             var settings = binder.Bind(parse);
-            var (task, tokenizer) = TaskChoice.Create(settings.Task, parse.GetValue(data), settings.Difficulty);
-            var transformer = Train(settings, task, tokenizer, parse.GetValue(model), parse.GetValue(output)!, out var seconds);
+            string? folder = parse.GetValue(model);
+            var (start, modelTokenizer) = folder is null ? (null, null) : ModelFolder.Load(folder);
+            int context = start?.Config.MaxSeqLen ?? (TransformerConfig.Presets.TryGetValue(settings.Preset, out var shape) ? shape.MaxSeqLen : int.MaxValue);
+            var (task, tokenizer, note) = TaskChoice.Create(settings.Task, parse.GetValue(data), TaskUse.Training, modelTokenizer, folder,
+                new ContextBudget(context, MaxNewTokens: null), settings.Difficulty);
+            if (note is not null) parse.InvocationConfiguration.Error.WriteLine($"note: {note}");
+            var transformer = Train(settings, task, tokenizer, start, parse.GetValue(output)!, out var seconds);
             AnsiConsole.MarkupLine($"SFT done in {seconds:F0} s; checkpoint in [bold]{Markup.Escape(parse.GetValue(output)!)}[/]");
             return 0;
         }));
         return command;
     }
 
-    /// <summary>Runs SFT with a progress bar and saves the checkpoint to outDir.</summary>
-    public static Transformer Train(SftSettings settings, IRlTask task, ITokenizer tokenizer, string? startFrom, string outDir, out double seconds)
+    /// <summary>Runs SFT with a progress bar (on startFrom, or a fresh model of the preset when null) and saves the checkpoint, tokenizer included, to outDir.</summary>
+    public static Transformer Train(SftSettings settings, IRlTask task, ITokenizer tokenizer, Transformer? startFrom, string outDir, out double seconds)
     {
         var watch = Stopwatch.StartNew();
         if (settings.Steps < 1) throw new ArgumentException($"--steps must be at least 1 (got {settings.Steps})");
         if (settings.BatchSize < 1) throw new ArgumentException($"--batch-size must be at least 1 (got {settings.BatchSize})");
         Transformer model;
-        if (startFrom != null) model = Checkpoint.LoadModel(startFrom);
+        if (startFrom != null) model = startFrom;
         else
         {
             if (!TransformerConfig.Presets.TryGetValue(settings.Preset, out var preset))
@@ -98,7 +108,7 @@ public static class SftCommand
             }
         });
         var extra = new JsonObject { ["task"] = task.Name, ["alphabet"] = (tokenizer as CharTokenizer)?.Alphabet, ["sftSteps"] = settings.Steps };
-        Checkpoint.Save(outDir, model, optimizer, rng, extra);
+        Checkpoint.Save(outDir, model, optimizer, rng, extra, tokenizer);
         seconds = watch.Elapsed.TotalSeconds;
         return model;
     }

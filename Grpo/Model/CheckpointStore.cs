@@ -2,7 +2,8 @@
 // and a reader never trusts a half-written or damaged one.
 //
 //   DIR/checkpoints/step-000120/   model.safetensors, config.json, optimizer.safetensors,
-//                                  trainer_state.json (Checkpoint's format), and manifest.json:
+//                                  trainer_state.json (Checkpoint's format), the tokenizer when
+//                                  given (TokenizerFiles), and manifest.json:
 //   {"format": "grpo-checkpoint", "version": 1, "step": 120,
 //    "files": [{"name": "config.json", "bytes": 412, "sha256": "9f86d0..."}, ...]}
 //
@@ -24,6 +25,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Grpo.Optim;
 using Grpo.Sampling;
+using Grpo.Tasks;
 
 namespace Grpo.Model;
 
@@ -49,7 +51,7 @@ public static partial class CheckpointStore
     /// Throws InvalidOperationException, having written nothing, when a weight or moment is not finite.
     /// With keepLast > 0, only that many checkpoints at or below this step are kept.</summary>
     public static string Save(string runDir, int step, Transformer model, AdamW optimizer, Rng rng,
-        JsonObject? extra = null, int keepLast = 0)
+        JsonObject? extra = null, int keepLast = 0, ITokenizer? tokenizer = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(step);
         ArgumentOutOfRangeException.ThrowIfNegative(keepLast);
@@ -63,7 +65,7 @@ public static partial class CheckpointStore
         Directory.CreateDirectory(temporary);
         try
         {
-            Checkpoint.Save(temporary, model, optimizer, rng, extra);
+            Checkpoint.Save(temporary, model, optimizer, rng, extra, tokenizer);
             WriteManifest(temporary, step);
             if (Directory.Exists(final))
             {
