@@ -47,13 +47,16 @@ public static partial class CheckpointStore
 
     /// <summary>Writes a complete checkpoint of step <paramref name="step"/> and returns its folder.
     /// Throws InvalidOperationException, having written nothing, when a weight or moment is not finite.
-    /// With keepLast > 0, only that many checkpoints at or below this step are kept.</summary>
+    /// With keepLast > 0, only that many checkpoints at or below this step are kept.
+    /// <paramref name="writeMore"/>, when given, writes further files into the (temporary) folder before
+    /// the manifest is made, so they are verified with the rest (GRPO's reference model).</summary>
     public static string Save(string runDir, int step, Transformer model, AdamW optimizer, Rng rng,
-        JsonObject? extra = null, int keepLast = 0)
+        JsonObject? extra = null, int keepLast = 0, Action<string>? writeMore = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(step);
         ArgumentOutOfRangeException.ThrowIfNegative(keepLast);
-        RefuseNonFinite(step, model, optimizer);
+        if (NonFiniteValue(model, optimizer) is { } problem)
+            throw new InvalidOperationException($"not saving the checkpoint of step {step}: {problem} (NaN and infinity never reach a checkpoint)");
 
         string root = Path.Combine(runDir, CheckpointsFolder);
         Directory.CreateDirectory(root);
@@ -64,6 +67,7 @@ public static partial class CheckpointStore
         try
         {
             Checkpoint.Save(temporary, model, optimizer, rng, extra);
+            writeMore?.Invoke(temporary);
             WriteManifest(temporary, step);
             if (Directory.Exists(final))
             {
@@ -138,20 +142,21 @@ public static partial class CheckpointStore
     /// <summary>The step recorded in a checkpoint's manifest.</summary>
     public static int StepOf(string checkpointPath) => ReadManifest(checkpointPath).Step;
 
-    private static void RefuseNonFinite(int step, Transformer model, AdamW optimizer)
+    /// <summary>Null when every weight and AdamW moment is finite, else where the first NaN or infinity is.</summary>
+    public static string? NonFiniteValue(Transformer model, AdamW optimizer)
     {
-        static void Check(int step, float[] values, string what)
+        static string? Find(float[] values, string what)
         {
             for (int i = 0; i < values.Length; i++)
                 if (!float.IsFinite(values[i]))
-                    throw new InvalidOperationException($"not saving the checkpoint of step {step}: {what} holds {(float.IsNaN(values[i]) ? "NaN" : values[i] > 0 ? "+infinity" : "-infinity")} at index {i} (NaN and infinity never reach a checkpoint)");
+                    return $"{what} holds {(float.IsNaN(values[i]) ? "NaN" : values[i] > 0 ? "+infinity" : "-infinity")} at index {i}";
+            return null;
         }
-        foreach (var (name, value) in model.Parameters) Check(step, value.Data, $"weight '{name}'");
+        foreach (var (name, value) in model.Parameters)
+            if (Find(value.Data, $"weight '{name}'") is { } problem) return problem;
         foreach (var slot in optimizer.Slots)
-        {
-            Check(step, slot.M, $"AdamW's first moment of '{slot.Name}'");
-            Check(step, slot.V, $"AdamW's second moment of '{slot.Name}'");
-        }
+            if ((Find(slot.M, $"AdamW's first moment of '{slot.Name}'") ?? Find(slot.V, $"AdamW's second moment of '{slot.Name}'")) is { } problem) return problem;
+        return null;
     }
 
     private static void WriteManifest(string folder, int step)

@@ -14,6 +14,12 @@
 // token-level aggregation (DAPO), no KL (beta 0, as DAPO and Dr. GRPO find it unneeded for verifiable
 // rewards), groups with equal rewards dropped (DAPO's dynamic sampling: their advantages are 0 anyway),
 // truncated outputs masked, mu = 2.
+// A gradient step whose loss or gradient norm is NaN or infinite is skipped before AdamW runs (no
+// weight or moment changes), as are the batch's remaining inner steps; the step's metrics say
+// Skipped. With mu > 1 the inner steps before the bad one stand (they were finite). The CLI stops a
+// run after several skipped steps in a row (Cli/TrainingRun.cs).
+// Everything a checkpoint needs to resume exactly is public: the policy (passed in), Optimizer, Rng,
+// StepIndex, Reference and InitialPolicy (whose weights a resume loads in place).
 // Tests: Grpo.Tests/Rl/GrpoTrainerTests.cs.
 using System.Diagnostics;
 using Grpo.Model;
@@ -48,6 +54,10 @@ public sealed class GrpoTrainer
     public string? Errors => rewards.FirstError;
     public Rng Rng { get; }
     public int StepIndex { get; set; }
+    /// <summary>The KL reference model (null when beta is 0); replaced by a copy of the policy every ReferenceResetEvery steps.</summary>
+    public Transformer? Reference => reference;
+    /// <summary>RFT's frozen initial model, the one it samples from (null for the other methods).</summary>
+    public Transformer? InitialPolicy => initialPolicy;
 
     public GrpoTrainer(Transformer policy, IRlTask task, ITokenizer tokenizer, GrpoSettings settings, Rewards rewards)
     {
