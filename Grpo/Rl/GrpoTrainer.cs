@@ -150,6 +150,14 @@ public sealed class GrpoTrainer
                 var logits = policy.Forward(batch.Inputs, batch.Batch, batch.SeqLen);           // (B, T, V)
                 var logProbs = Op.TokenLogProbs(logits, batch.Targets);                         // (B, T)
                 if (inner == 0) entropy = MeanEntropy(logits, mask);
+                // A diverged policy (or reference) gives NaN log-probs, which PolicyLoss refuses: skip instead.
+                if (!FiniteWhereMasked(logProbs.Data, mask) || !FiniteWhereMasked(oldLogProbs, mask)
+                    || refLogProbs != null && !FiniteWhereMasked(refLogProbs, mask) || !FiniteWhereMasked(advantages, mask))
+                {
+                    if (inner == 0) loss = double.NaN;
+                    skipped = true;
+                    break;
+                }
                 Tensor objective;
                 if (settings.Method == TrainingMethod.Grpo)
                 {
@@ -236,6 +244,13 @@ public sealed class GrpoTrainer
         var ends = new int[Math.Max(1, tokens.Length)];
         for (int j = 0; j < tokens.Length; j++) ends[j] = tokenizer.Decode(tokens.Take(j + 1)).Length;
         return ends;
+    }
+
+    private static bool FiniteWhereMasked(float[] values, float[] mask)
+    {
+        for (int k = 0; k < mask.Length; k++)
+            if (mask[k] != 0 && !float.IsFinite(values[k])) return false;
+        return true;
     }
 
     private static float[] LogProbsOf(Transformer model, SequenceBatch batch)
