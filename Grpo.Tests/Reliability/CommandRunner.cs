@@ -43,6 +43,7 @@ public static class CommandRunner
             Out = new AnsiConsoleOutput(stdout), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors,
             Interactive = InteractionSupport.No,
         });
+        AnsiConsole.Console.Profile.Width = 1000;   // no wrapping: a line of output stays one line
         try
         {
             int code = action();

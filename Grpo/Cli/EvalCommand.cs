@@ -30,6 +30,7 @@ public static class EvalCommand
             var transformer = Checkpoint.LoadModel(parse.GetValue(model)!);
             int n = parse.GetValue(samples);
             if (n < 1) throw new ArgumentException($"--samples must be at least 1 (got {n})");
+            if (parse.GetValue(maxNew) < 1) throw new ArgumentException($"--max-new-tokens must be at least 1 (got {parse.GetValue(maxNew)})");
             if (parse.GetValue(problems) < 1) throw new ArgumentException($"--problems must be at least 1 (got {parse.GetValue(problems)})");
             var ks = new[] { 1, 4, 16, 64 }.Where(k => k <= n).ToArray();
             var heldOut = task.HeldOut(parse.GetValue(problems));

@@ -73,6 +73,7 @@ public sealed class GrpoSettings
     /// <summary>Checks ranges; throws ArgumentException with one line naming the setting.</summary>
     public void Validate()
     {
+        if (Method == TrainingMethod.Sft) throw new ArgumentException("--method sft is the `sft` command (worked solutions, no sampling); this loop takes grpo, online-rft or rft");
         if (GroupSize < 2) throw new ArgumentException($"--group-size must be at least 2 (got {GroupSize}): advantages compare outputs within a group");
         if (QuestionsPerStep < 1) throw new ArgumentException($"--questions-per-step must be at least 1 (got {QuestionsPerStep})");
         if (Steps < 0) throw new ArgumentException($"--steps must be >= 0 (got {Steps})");

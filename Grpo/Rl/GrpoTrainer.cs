@@ -101,7 +101,7 @@ public sealed class GrpoTrainer
         var outputProblems = outputs.Select(o => problems[o.PromptIndex]).ToArray();
         int errorsBefore = rewards.Errors;
         var (reward, perFunction) = rewards.Score(outputProblems, texts);
-        var correct = outputs.Select((o, r) => task.Reward(outputProblems[r], texts[r]) >= 1.0).ToArray();
+        var correct = outputs.Select((o, r) => IsCorrect(outputProblems[r], texts[r])).ToArray();
 
         // 3. Which groups to train on: with dynamic sampling, only those whose rewards differ.
         var groupKept = new bool[problems.Length];
@@ -244,6 +244,13 @@ public sealed class GrpoTrainer
         var ends = new int[Math.Max(1, tokens.Length)];
         for (int j = 0; j < tokens.Length; j++) ends[j] = tokenizer.Decode(tokens.Take(j + 1)).Length;
         return ends;
+    }
+
+    /// <summary>The task's verifier for the accuracy metric; one that throws counts as wrong (Rewards has counted the error).</summary>
+    private bool IsCorrect(Problem problem, string text)
+    {
+        try { return task.Reward(problem, text) >= 1.0; }
+        catch (Exception) { return false; }
     }
 
     private static bool FiniteWhereMasked(float[] values, float[] mask)
