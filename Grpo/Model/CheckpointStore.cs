@@ -6,11 +6,13 @@
 //   {"format": "grpo-checkpoint", "version": 1, "step": 120,
 //    "files": [{"name": "config.json", "bytes": 412, "sha256": "9f86d0..."}, ...]}
 //
-// Save: refuse NaN or infinity in any weight or AdamW moment before writing anything; write every
+// Save: refuse NaN or infinity in any weight or AdamW moment before writing anything (NonFiniteValue
+// says where, for a caller that would rather stop than throw); write every
 // file into DIR/checkpoints/step-000120.tmp-XXXXXXXX/ (each one atomically and fsynced, see
 // SafeFile), the manifest last; then rename the folder to step-000120. A process killed at any
 // moment leaves either no step-000120 or a complete one; the *.tmp-* folder it leaves behind is
-// ignored by readers and removed by the next Save (one writer per run folder is assumed).
+// ignored by readers and removed by the next Save (one writer per run folder is assumed). A caller's
+// own files (GRPO's reference model) go in through writeMore and are listed in the manifest too.
 // Newest: the highest step whose manifest verifies (every listed file present, of the listed size,
 // with the listed SHA-256); the folders passed over are returned with the reason, for the caller
 // to show. Retention (keepLast) deletes the oldest checkpoints at or below the one just saved.
