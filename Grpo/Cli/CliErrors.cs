@@ -1,5 +1,6 @@
 // The one place where a command's errors become what a user sees: a one-line `error: ...` on stderr
-// and exit code 1, never a stack trace, for every failure caused by input (bad options, files, data).
+// and exit code 1, never a stack trace, for every failure caused by input (bad options, files, data),
+// and for a training run that stops itself (TrainingStoppedException: non-finite steps in a row).
 using System.CommandLine;
 using Grpo.Compute;
 using Grpo.Model;
@@ -18,7 +19,7 @@ public static class CliErrors
     {
         try { return action(); }
         catch (Exception e) when (e is ArgumentException or ModelFormatException or TaskDataException or IOException
-            or UnauthorizedAccessException or DeviceUnavailableException or InvalidDataException or System.Text.Json.JsonException)
+            or UnauthorizedAccessException or DeviceUnavailableException or InvalidDataException or System.Text.Json.JsonException or TrainingStoppedException)
         {
             error.WriteLine("error: " + OneLine(e));
             return 1;

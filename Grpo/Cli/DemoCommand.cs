@@ -53,6 +53,7 @@ public static class DemoCommand
         var watch = Stopwatch.StartNew();
         settings.Validate();
         if (demo.EvalSamples < 1 || demo.EvalProblems < 1) throw new ArgumentException("--eval-samples and --eval-problems must be at least 1");
+        if (demo.FromScratch && demo.SftSteps < 1) throw new ArgumentException($"--sft-steps must be at least 1 (got {demo.SftSteps})");
         var (task, tokenizer, _) = TaskChoice.Create("arithmetic", null, TaskUse.Training, null, null);
         string name = demo.Name.Length > 0 ? demo.Name : DateTime.Now.ToString("yyyyMMdd-HHmmss");
         string runDir = Path.Combine("runs", name);

@@ -33,6 +33,7 @@ public static class EvalCommand
             DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, notes);
             int n = parse.GetValue(samples);
             if (n < 1) throw new ArgumentException($"--samples must be at least 1 (got {n})");
+            if (parse.GetValue(maxNew) < 1) throw new ArgumentException($"--max-new-tokens must be at least 1 (got {parse.GetValue(maxNew)})");
             if (parse.GetValue(problems) < 1) throw new ArgumentException($"--problems must be at least 1 (got {parse.GetValue(problems)})");
             if (parse.GetValue(maxNew) < 1) throw new ArgumentException($"--max-new-tokens must be at least 1 (got {parse.GetValue(maxNew)})");
             string folder = parse.GetValue(model)!;

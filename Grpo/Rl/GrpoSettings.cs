@@ -75,13 +75,19 @@ public sealed class GrpoSettings
     /// <summary>Checks ranges; throws ArgumentException with one line naming the setting.</summary>
     public void Validate()
     {
+        if (Method == TrainingMethod.Sft) throw new ArgumentException("--method sft is the `sft` command (worked solutions, no sampling); this loop takes grpo, online-rft or rft");
         if (GroupSize < 2) throw new ArgumentException($"--group-size must be at least 2 (got {GroupSize}): advantages compare outputs within a group");
         if (QuestionsPerStep < 1) throw new ArgumentException($"--questions-per-step must be at least 1 (got {QuestionsPerStep})");
         if (Steps < 0) throw new ArgumentException($"--steps must be >= 0 (got {Steps})");
         if (Mu < 1) throw new ArgumentException($"--mu must be at least 1 (got {Mu})");
         if (!(Epsilon > 0) || !(EpsilonHigh > 0)) throw new ArgumentException($"--epsilon and --epsilon-high must be > 0 (got {Epsilon}, {EpsilonHigh})");
         if (!(Beta >= 0)) throw new ArgumentException($"--beta must be >= 0 (got {Beta})");
-        if (!(LearningRate >= 0)) throw new ArgumentException($"--learning-rate must be >= 0 (got {LearningRate})");
+        if (!(LearningRate >= 0) || !float.IsFinite(LearningRate)) throw new ArgumentException($"--learning-rate must be a finite number >= 0 (got {LearningRate})");
+        if (WarmupSteps < 0) throw new ArgumentException($"--warmup-steps must be >= 0 (got {WarmupSteps})");
+        if (Cosine && WarmupSteps >= Math.Max(1, Steps)) throw new ArgumentException($"--warmup-steps must be less than --steps with --cosine (got {WarmupSteps} with --steps {Steps})");
+        if (!(WeightDecay >= 0) || !float.IsFinite(WeightDecay)) throw new ArgumentException($"--weight-decay must be a finite number >= 0 (got {WeightDecay})");
+        if (!(MaxGradNorm > 0)) throw new ArgumentException($"--max-grad-norm must be > 0 (got {MaxGradNorm})");
+        if (!float.IsFinite(FormatRewardWeight)) throw new ArgumentException($"--format-reward-weight must be finite (got {FormatRewardWeight})");
         if (MaxNewTokens < 1) throw new ArgumentException($"--max-new-tokens must be at least 1 (got {MaxNewTokens})");
         if (!(Temperature >= 0)) throw new ArgumentException($"--temperature must be >= 0 (got {Temperature})");
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"--top-p must be in (0, 1] (got {TopP})");
