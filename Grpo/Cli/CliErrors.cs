@@ -19,7 +19,7 @@ public static class CliErrors
     {
         try { return action(); }
         catch (Exception e) when (e is ArgumentException or ModelFormatException or TaskDataException or IOException
-            or UnauthorizedAccessException or DeviceUnavailableException or InvalidDataException or System.Text.Json.JsonException or TrainingStoppedException)
+            or UnauthorizedAccessException or DeviceUnavailableException or DeviceOutOfMemoryException or InvalidDataException or System.Text.Json.JsonException or TrainingStoppedException)
         {
             error.WriteLine("error: " + OneLine(e));
             return 1;
