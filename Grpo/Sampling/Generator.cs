@@ -12,8 +12,10 @@
 //   row and last logits are then copied to its G sample rows (KvCache.Gather), since G identical
 //   prefills would compute the same thing G times (the prefill was about 40% of sampling time at
 //   G = 16). Then each step samples one token for every live row from its last logits and runs one
-//   Forward of (R, 1). Rows that have finished keep computing (their new key is masked) until all
-//   are done: simplest, and the batch shape never changes.
+//   Forward of (R', 1) over the rows still in the cache. A finished row stays in the batch (its new
+//   key masked) until half the batch has finished; then the cache gathers the live rows into a batch
+//   of their size (completion lengths vary, 10 to 48 tokens in the demo, so the tail of a batch was
+//   mostly finished rows). Halving bounds the copying to about one cache's worth in all.
 // Stops: a row ends at the EOS token, at one of the stop token sequences (both kept in the
 //   completion, so the policy learns to stop), or after MaxNewTokens (then Truncated = true).
 // Log-probs: LogProbs[i] = log softmax(logits)[token_i] at temperature 1, the policy's own
@@ -86,10 +88,13 @@ public static class Generator
             prefill.Data.AsSpan((promptOfRow[row] * promptWidth + promptWidth - 1) * vocab, vocab).CopyTo(logits.AsSpan(row * vocab));
 
         // Decode: one token per live row per step. Completions live in flat (R, maxNew) arrays.
+        // Cache row (slot) s decodes output row slotRows[s]; slots stay in row order, so the rng
+        // draws for the rows in the same order whether or not the batch has been compacted.
         var completions = new int[rows * maxNew];
         var logProbs = new float[rows * maxNew];
         var lengths = new int[rows];
         var finish = new FinishReason?[rows];
+        var slotRows = Enumerable.Range(0, rows).ToArray();
         var stepTokens = new int[rows];
         var stepMask = new bool[rows];
         var stepPositions = new int[rows];
@@ -98,22 +103,32 @@ public static class Generator
         for (int step = 0; step < maxNew; step++)
         {
             int live = 0;
-            for (int row = 0; row < rows; row++)
+            for (int slot = 0; slot < slotRows.Length; slot++)
             {
-                if (finish[row] is not null) { stepMask[row] = false; continue; }
-                var rowLogits = logits.AsSpan(row * vocab, vocab);
+                int row = slotRows[slot];
+                if (finish[row] is not null) { stepMask[slot] = false; continue; }
+                var rowLogits = logits.AsSpan(slot * vocab, vocab);
                 int token = Sampler.Sample(rowLogits, options.Sampler, rng, probabilities, order);
                 int at = row * maxNew + lengths[row]++;
                 completions[at] = token;
                 logProbs[at] = Sampler.LogProbability(rowLogits, token);
                 finish[row] = FinishOf(completions.AsSpan(row * maxNew, lengths[row]), options);
-                stepTokens[row] = token;
-                stepMask[row] = true;
-                stepPositions[row] = promptLengths[row] + step;
+                stepTokens[slot] = token;
+                stepMask[slot] = true;
+                stepPositions[slot] = promptLengths[row] + step;
                 if (finish[row] is null) live++;
             }
             if (live == 0) break;
-            logits = model.Forward(stepTokens, rows, 1, cache, stepMask, stepPositions).Data; // (R, 1, V)
+            if (live <= slotRows.Length / 2)
+            {
+                var keep = Enumerable.Range(0, slotRows.Length).Where(slot => finish[slotRows[slot]] is null).ToArray();
+                cache = cache.Gather(keep);
+                slotRows = keep.Select(slot => slotRows[slot]).ToArray();
+                stepTokens = keep.Select(slot => stepTokens[slot]).ToArray();
+                stepPositions = keep.Select(slot => stepPositions[slot]).ToArray();
+                stepMask = Enumerable.Repeat(true, live).ToArray();
+            }
+            logits = model.Forward(stepTokens, slotRows.Length, 1, cache, stepMask, stepPositions).Data; // (R', 1, V)
         }
 
         var results = new GenerationResult[rows];
