@@ -28,5 +28,6 @@ public static class Program
         yield return SampleCommand.Create();
         yield return CheckCommand.Create();
         yield return TokenizeCommand.Create();
+        yield return ExperimentCommand.Create();
     }
 }
