@@ -65,14 +65,7 @@ public static class ExperimentReport
         };
         File.WriteAllText(Path.Combine(runDir, "summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
 
-        Plots.Line(Path.Combine(runDir, "accuracy.png"), $"Held-out pass@1 against steps ({experiment})", "step", "pass@1",
-            arms.Select(a => new Plots.Series(a.Name, a.Curve.Select(p => (double)p.Step).ToArray(), a.Curve.Select(p => p.PassAt1).ToArray())));
-        Plots.Line(Path.Combine(runDir, "greedy.png"), $"Held-out greedy accuracy against steps ({experiment})", "step", "greedy accuracy",
-            arms.Select(a => new Plots.Series(a.Name, a.Curve.Select(p => (double)p.Step).ToArray(), a.Curve.Select(p => p.Greedy).ToArray())));
-        Plots.Line(Path.Combine(runDir, "reward.png"), "Training reward per step (mean of 5 steps)", "step", "reward",
-            arms.Select(a => new Plots.Series(a.Name, a.Metrics.Select(m => (double)m.Step).ToArray(), Smooth(a.Metrics.Select(m => m.RewardMean).ToArray(), 5))));
-        Plots.Line(Path.Combine(runDir, "kl.png"), "KL to the reference per step (k3; 0 when beta = 0)", "step", "nats",
-            arms.Select(a => new Plots.Series(a.Name, a.Metrics.Select(m => (double)m.Step).ToArray(), a.Metrics.Select(m => m.Kl).ToArray())));
+        WritePlots(runDir, experiment, arms);
 
         var report = new StringBuilder();
         report.AppendLine($"# grpo experiment {experiment}").AppendLine();
@@ -87,6 +80,19 @@ public static class ExperimentReport
         report.AppendLine("![accuracy](accuracy.png) ![greedy](greedy.png) ![reward](reward.png) ![kl](kl.png)").AppendLine();
         report.AppendLine("Settings:").AppendLine().AppendLine("```json").AppendLine(JsonSerializer.Serialize(settings, settings.GetType(), SettingsBinder<GrpoSettings>.Json)).AppendLine("```");
         File.WriteAllText(Path.Combine(runDir, "report.md"), report.ToString());
+    }
+
+    /// <summary>The four PNG curves of an experiment's arms (accuracy, greedy, reward, kl).</summary>
+    public static void WritePlots(string runDir, string experiment, IReadOnlyList<ArmResult> arms)
+    {
+        Plots.Line(Path.Combine(runDir, "accuracy.png"), $"Held-out pass@1 against steps ({experiment})", "step", "pass@1",
+            arms.Select(a => new Plots.Series(a.Name, a.Curve.Select(p => (double)p.Step).ToArray(), a.Curve.Select(p => p.PassAt1).ToArray())), legendOutside: true);
+        Plots.Line(Path.Combine(runDir, "greedy.png"), $"Held-out greedy accuracy against steps ({experiment})", "step", "greedy accuracy",
+            arms.Select(a => new Plots.Series(a.Name, a.Curve.Select(p => (double)p.Step).ToArray(), a.Curve.Select(p => p.Greedy).ToArray())), legendOutside: true);
+        Plots.Line(Path.Combine(runDir, "reward.png"), "Training reward per step (mean of 5 steps)", "step", "reward",
+            arms.Select(a => new Plots.Series(a.Name, a.Metrics.Select(m => (double)m.Step).ToArray(), Smooth(a.Metrics.Select(m => m.RewardMean).ToArray(), 5))), legendOutside: true);
+        Plots.Line(Path.Combine(runDir, "kl.png"), "KL to the reference per step (k3; 0 when beta = 0)", "step", "nats",
+            arms.Select(a => new Plots.Series(a.Name, a.Metrics.Select(m => (double)m.Step).ToArray(), a.Metrics.Select(m => m.Kl).ToArray())), legendOutside: true);
     }
 
     private static JsonObject CurveSize(object settings) => settings is ExperimentSettings s
