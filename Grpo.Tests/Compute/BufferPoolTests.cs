@@ -51,4 +51,19 @@ public class BufferPoolTests(CpuAcceleratorFixture fixture)
         Assert.Throws<ObjectDisposedException>(() => buffer.View);
         Assert.Equal(0, pool.BytesRented);
     }
+
+    [Fact]
+    public void AnAllocationTooLargeForTheDeviceIsOneLineNamingTheSizes()
+    {
+        // 2^40 floats (4 TiB) fits no device here: the pool gives back its free buffers, retries once,
+        // then says what was asked for and what the device has, and keeps its books straight.
+        using var pool = new BufferPool(fixture.Device.Accelerator);
+        using (pool.Rent<float>(1000)) { }
+        var e = Assert.Throws<DeviceOutOfMemoryException>(() => pool.Rent<float>(1L << 40));
+        Assert.StartsWith("out of device memory on ", e.Message);
+        Assert.Contains("asked for 4096.00 GiB", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Equal(0, pool.BytesRented);
+        Assert.Equal(0, pool.BytesAllocated);
+    }
 }

@@ -1,6 +1,6 @@
 // Fuzz tests: every parser of a user-facing file is fed 10,000 seeded mutations of a valid file
 // (Mutator.cs) and must either read it or refuse it with our one-line error type
-// (ModelFormatException for model and checkpoint files, TaskDataException for task data). Any other
+// (ModelFormatException for model, checkpoint and tokenizer files, TaskDataException for task data). Any other
 // exception (IndexOutOfRange, NullReference, Overflow, OutOfMemory, KeyNotFound, ...) fails the
 // test, which lists each distinct crash with the seed, the iteration and the mutations that built
 // the input. Inputs are mutated in memory and parsed from a MemoryStream or string (checkpoint files
@@ -133,12 +133,35 @@ public sealed class FuzzTests(ITestOutputHelper output) : IDisposable
             bytes => Checkpoint.ParseTrainingState(Encoding.UTF8.GetString(bytes), "trainer_state.json"), typeof(ModelFormatException));
     });
 
-    // The hook for the tokenizer.json reader of the `hf` branch: once it is merged, replace this with
-    //   Fuzz("tokenizer.json", validTokenizerJsonBytes, seed: 6, Mutator.Mutate,
-    //        bytes => <the tokenizer's FromJson>(Encoding.UTF8.GetString(bytes)), typeof(<its one-line error>));
-    // with a small valid tokenizer.json (a byte-level BPE with a few merges and added tokens).
-    [Fact(Skip = "tokenizer.json is read by the hf branch, not merged here yet: see the comment above for the test to add")]
-    public void TokenizerJsonRefusesOnlyWithItsOwnError() { }
+    [Fact(Timeout = TimeoutMs)]
+    public Task TokenizerJsonRefusesOnlyWithModelFormatException() => Task.Run(() =>
+    {
+        // The Llama fixture's byte-level BPE (480 tokens, 222 merges, two special tokens), through the
+        // entry every command uses (ModelFolder.LoadTokenizer: TokenizerJson, Microsoft.ML.Tokenizers'
+        // BPE, the special tokens of tokenizer_config.json); a file that loads must also encode and decode.
+        string fixture = LlamaFixture();
+        foreach (var name in new[] { "tokenizer_config.json", "config.json" }) File.Copy(Path.Combine(fixture, name), Path.Combine(folder, name), overwrite: true);
+        byte[] valid = File.ReadAllBytes(Path.Combine(fixture, HfTokenizer.TokenizerFile));
+        string path = Path.Combine(folder, HfTokenizer.TokenizerFile);
+
+        Fuzz("tokenizer.json", valid, seed: 6, Mutator.Mutate, bytes =>
+        {
+            File.WriteAllBytes(path, bytes);
+            var tokenizer = ModelFolder.LoadTokenizer(folder)!;
+            tokenizer.Decode(tokenizer.Encode("Natalia sold 48 clips in April, <|end_of_text|> and half as many in May.", addBos: true));
+        }, typeof(ModelFormatException));
+    });
+
+    /// <summary>Grpo.Tests/Fixtures/hf/llama, found upward from the test assembly (as HfCheckpointTests finds it).</summary>
+    private static string LlamaFixture()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "Grpo.Tests", "Fixtures", "hf", "llama");
+            if (File.Exists(Path.Combine(candidate, HfTokenizer.TokenizerFile))) return candidate;
+        }
+        throw new InvalidOperationException("Grpo.Tests/Fixtures/hf/llama missing");
+    }
 
     private string SaveTinyCheckpoint()
     {

@@ -27,7 +27,7 @@ public sealed class DemoSettings
     public int EvalProblems { get; set; } = 500;
     [Description("samples per held-out problem (pass@k and maj@k for k up to this)")]
     public int EvalSamples { get; set; } = 16;
-    [Description("run name: the folder is runs/<name>")]
+    [Description("run name: the folder is runs/<name> (none: the date and time)")]
     public string Name { get; set; } = "";
 }
 
@@ -37,23 +37,28 @@ public static class DemoCommand
 
     public static Command Create()
     {
-        var command = new Command("demo", "The main job: SFT warm start, evaluate, GRPO on the built-in task, evaluate again, report");
+        var command = new Command("demo", "The main job (what runs with no command): warm start, evaluate, GRPO on the built-in task, evaluate again, report");
         var demo = new SettingsBinder<DemoSettings>(command);
         var grpo = new SettingsBinder<GrpoSettings>(command, "Method", "Supervision");
-        command.SetAction(parse => CliErrors.Run(() => Run(demo.Bind(parse), grpo.Bind(parse))));
+        var device = DeviceOption.CreateCpuOnly();
+        command.Options.Add(device);
+        command.SetAction(parse => CliErrors.Run(parse, () =>
+            Run(demo.Bind(parse), grpo.Bind(parse), DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, parse.InvocationConfiguration.Error))));
         return command;
     }
 
-    public static int Run(DemoSettings demo, GrpoSettings settings)
+    /// <summary>The main job on <paramref name="device"/> (recorded in summary.json; "cpu" until training runs on CUDA).</summary>
+    public static int Run(DemoSettings demo, GrpoSettings settings, string device = "cpu")
     {
         var watch = Stopwatch.StartNew();
         settings.Validate();
         if (demo.EvalSamples < 1 || demo.EvalProblems < 1) throw new ArgumentException("--eval-samples and --eval-problems must be at least 1");
-        var (task, tokenizer) = TaskChoice.Create("arithmetic", null);
+        if (demo.FromScratch && demo.SftSteps < 1) throw new ArgumentException($"--sft-steps must be at least 1 (got {demo.SftSteps})");
+        var (task, tokenizer, _) = TaskChoice.Create("arithmetic", null, TaskUse.Training, null, null);
         string name = demo.Name.Length > 0 ? demo.Name : DateTime.Now.ToString("yyyyMMdd-HHmmss");
         string runDir = Path.Combine("runs", name);
         Directory.CreateDirectory(runDir);
-        AnsiConsole.MarkupLine($"[bold]Grpo demo[/]: GRPO on {task.Name} word problems, device cpu, run folder [bold]{Markup.Escape(runDir)}[/]");
+        AnsiConsole.MarkupLine($"[bold]Grpo demo[/]: GRPO on {task.Name} word problems, device {device}, run folder [bold]{Markup.Escape(runDir)}[/]");
 
         Transformer policy;
         if (demo.FromScratch)
@@ -84,7 +89,7 @@ public static class DemoCommand
 
         AnsiConsole.Write(EvalCommand.Table(("before GRPO", before), ("after GRPO", after)));
         double seconds = watch.Elapsed.TotalSeconds;
-        RunReport.Write(runDir, "cpu", seconds, settings, before, after, metrics);
+        RunReport.Write(runDir, device, seconds, settings, before, after, metrics);
         AnsiConsole.MarkupLine($"pass@1 {100 * before.PassAt1:F1}% -> {100 * after.PassAt1:F1}% ({100 * (after.PassAt1 - before.PassAt1):+0.0;-0.0} points) in {seconds:F0} s");
         AnsiConsole.MarkupLine($"run folder: [bold]{Markup.Escape(Path.GetFullPath(runDir))}[/] (metrics.jsonl, summary.json, report.md, plots, final checkpoint)");
         return 0;

@@ -1,5 +1,7 @@
-// `grpo eval --model DIR`: held-out accuracy of a checkpoint: greedy, pass@k and maj@k from n
-// samples per problem (Rl/Evaluator.cs), as a table, or one JSON line with --json.
+// `grpo eval --model DIR`: held-out accuracy of a model folder (a checkpoint of ours or a Hugging Face
+// folder): greedy, pass@k and maj@k from n samples per problem (Rl/Evaluator.cs), as a table, or one
+// JSON line with --json. --task gsm8k reads --data and uses the folder's tokenizer (Cli/TaskChoice.cs);
+// problems whose prompt and --max-new-tokens exceed the model's context are left out, with a note.
 using System.CommandLine;
 using System.Text.Json;
 using Grpo.Model;
@@ -14,29 +16,37 @@ public static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
+        var model = new Option<string>("--model") { Description = "model folder: a checkpoint of ours or a Hugging Face folder", Required = true };
         var taskName = new Option<string>("--task") { Description = "arithmetic or gsm8k", DefaultValueFactory = _ => "arithmetic" };
-        var data = new Option<string?>("--data") { Description = "data file for --task gsm8k (JSONL)" };
+        var data = new Option<string?>("--data") { Description = "for --task gsm8k: a folder with test.jsonl, or a JSONL file of held-out problems" };
         var problems = new Option<int>("--problems") { Description = "held-out problems", DefaultValueFactory = _ => 500 };
         var samples = new Option<int>("--samples") { Description = "samples per problem (n of pass@k)", DefaultValueFactory = _ => 16 };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "most tokens per completion", DefaultValueFactory = _ => 48 };
         var seed = new Option<ulong>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 7UL };
+        var device = DeviceOption.CreateCpuOnly();
         var json = new Option<bool>("--json") { Description = "one JSON line instead of the table" };
-        var command = new Command("eval", "Evaluate a checkpoint on held-out problems: greedy accuracy, pass@k, maj@k")
-            { model, taskName, data, problems, samples, maxNew, seed, json };
-        command.SetAction(parse => CliErrors.Run(() =>
+        var command = new Command("eval", "Evaluate a model on held-out problems: greedy accuracy, pass@k, maj@k")
+            { model, taskName, data, problems, samples, maxNew, seed, device, json };
+        command.SetAction(parse => CliErrors.Run(parse, () =>
         {
-            var (task, tokenizer) = TaskChoice.Create(parse.GetValue(taskName)!, parse.GetValue(data));
-            var transformer = Checkpoint.LoadModel(parse.GetValue(model)!);
+            var notes = parse.InvocationConfiguration.Error;
+            DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, notes);
             int n = parse.GetValue(samples);
             if (n < 1) throw new ArgumentException($"--samples must be at least 1 (got {n})");
+            if (parse.GetValue(maxNew) < 1) throw new ArgumentException($"--max-new-tokens must be at least 1 (got {parse.GetValue(maxNew)})");
             if (parse.GetValue(problems) < 1) throw new ArgumentException($"--problems must be at least 1 (got {parse.GetValue(problems)})");
+            if (parse.GetValue(maxNew) < 1) throw new ArgumentException($"--max-new-tokens must be at least 1 (got {parse.GetValue(maxNew)})");
+            string folder = parse.GetValue(model)!;
+            var (transformer, modelTokenizer) = ModelFolder.Load(folder);
+            var (task, tokenizer, note) = TaskChoice.Create(parse.GetValue(taskName)!, parse.GetValue(data), TaskUse.Evaluation, modelTokenizer, folder,
+                new ContextBudget(transformer.Config.MaxSeqLen, parse.GetValue(maxNew)));
+            if (note is not null) notes.WriteLine($"note: {note}");
             var ks = new[] { 1, 4, 16, 64 }.Where(k => k <= n).ToArray();
             var heldOut = task.HeldOut(parse.GetValue(problems));
             EvalResult? result = null;
             Progress.RunCounted("evaluating", progress =>
                 result = Evaluator.Run(transformer, task, tokenizer, heldOut, n, ks, parse.GetValue(maxNew), new Rng(parse.GetValue(seed)), progress));
-            if (parse.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(ToJson(result!)));
+            if (parse.GetValue(json)) parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(ToJson(result!)));
             else AnsiConsole.Write(Table(("model", result!)));
             return 0;
         }));

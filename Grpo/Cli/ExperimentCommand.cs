@@ -7,7 +7,8 @@
 //              iteration of Algorithm 1) against a reference fixed at the start (Figure 6's idea)
 // Each arm trains a fresh copy of the start model (Rl/TrainingCurve.cs); the run folder runs/<name>/
 // gets summary.json, report.md, PNG curves and each arm's metrics.jsonl (ExperimentReport.cs).
-// The model runs on the CPU (the Transformer has no device path yet), so summary.json says "cpu".
+// --device as demo takes it (DeviceOption.CreateCpuOnly): training and sampling run on the CPU for now,
+// so summary.json says "cpu".
 // Tests: Grpo.Tests/Cli/ExperimentCommandTests.cs.
 using System.CommandLine;
 using System.ComponentModel;
@@ -100,10 +101,16 @@ public static class ExperimentCommand
         var command = new Command("experiment", "The paper's analyses at small scale: paradigms (Figure 5), iterative (Figure 6)");
         var paradigms = new Command("paradigms", "RFT, Online RFT, GRPO+outcome, GRPO+process from one checkpoint, same budget; held-out accuracy vs steps");
         var paradigmsBinder = new SettingsBinder<ParadigmsSettings>(paradigms);
-        paradigms.SetAction(parse => CliErrors.Run(() => RunParadigms(paradigmsBinder.Bind(parse))));
+        var paradigmsDevice = DeviceOption.CreateCpuOnly();
+        paradigms.Options.Add(paradigmsDevice);
+        paradigms.SetAction(parse => CliErrors.Run(parse, () =>
+            RunParadigms(paradigmsBinder.Bind(parse), DeviceOption.ResolveCpuOnly(parse.GetValue(paradigmsDevice)!, parse.InvocationConfiguration.Error))));
         var iterative = new Command("iterative", "GRPO with beta > 0: reference reset each iteration vs fixed, same budget; held-out accuracy vs steps");
         var iterativeBinder = new SettingsBinder<IterativeSettings>(iterative);
-        iterative.SetAction(parse => CliErrors.Run(() => RunIterative(iterativeBinder.Bind(parse))));
+        var iterativeDevice = DeviceOption.CreateCpuOnly();
+        iterative.Options.Add(iterativeDevice);
+        iterative.SetAction(parse => CliErrors.Run(parse, () =>
+            RunIterative(iterativeBinder.Bind(parse), DeviceOption.ResolveCpuOnly(parse.GetValue(iterativeDevice)!, parse.InvocationConfiguration.Error))));
         command.Subcommands.Add(paradigms);
         command.Subcommands.Add(iterative);
         return command;
@@ -119,7 +126,7 @@ public static class ExperimentCommand
             ["grpo-process"] = ("GRPO+PS", TrainingMethod.Grpo, Supervision.Process),
         };
 
-    public static int RunParadigms(ParadigmsSettings experiment)
+    public static int RunParadigms(ParadigmsSettings experiment, string device = "cpu")
     {
         var names = experiment.Arms.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         if (names.Length == 0) throw new ArgumentException("--arms names no arm");
@@ -132,10 +139,10 @@ public static class ExperimentCommand
                 settings.Supervision = a.Supervision;
                 return (a.Label, settings);
             }).ToList();
-        return Run("paradigms", ParadigmsClaim, experiment, arms);
+        return Run("paradigms", ParadigmsClaim, experiment, arms, device);
     }
 
-    public static int RunIterative(IterativeSettings experiment)
+    public static int RunIterative(IterativeSettings experiment, string device = "cpu")
     {
         if (!(experiment.Beta > 0)) throw new ArgumentException($"--beta must be > 0 for the iterative experiment (got {experiment.Beta}): with no KL term the reference model plays no part");
         if (experiment.ResetEvery < 1 || experiment.ResetEvery >= experiment.Steps)
@@ -144,23 +151,23 @@ public static class ExperimentCommand
         var reset = experiment.Base();
         reset.ReferenceResetEvery = experiment.ResetEvery;
         return Run("iterative", IterativeClaim, experiment,
-            [("fixed reference", fixedReference), ($"reset every {experiment.ResetEvery}", reset)]);
+            [("fixed reference", fixedReference), ($"reset every {experiment.ResetEvery}", reset)], device);
     }
 
-    private static int Run(string experimentName, string claim, ExperimentSettings experiment, List<(string Label, GrpoSettings Settings)> arms)
+    private static int Run(string experimentName, string claim, ExperimentSettings experiment, List<(string Label, GrpoSettings Settings)> arms, string device)
     {
         var watch = Stopwatch.StartNew();
         var curve = experiment.Curve();
         curve.Validate();
         foreach (var (_, settings) in arms) settings.Validate();
-        var (task, tokenizer) = TaskChoice.Create("arithmetic", null);
+        var (task, tokenizer, _) = TaskChoice.Create("arithmetic", null, TaskUse.Training, null, null);
         string modelFolder = experiment.Model.Length > 0 ? experiment.Model : Path.Combine(AppContext.BaseDirectory, DemoCommand.WarmStartFolder);
         if (!Directory.Exists(modelFolder)) throw new ArgumentException($"checkpoint folder not found: {modelFolder}");
         string name = experiment.Name.Length > 0 ? experiment.Name : $"{experimentName}-{DateTime.Now:yyyyMMdd-HHmmss}";
         string runDir = Path.Combine("runs", name);
         Directory.CreateDirectory(runDir);
         long budget = (long)experiment.Steps * experiment.QuestionsPerStep * experiment.GroupSize;
-        AnsiConsole.MarkupLine($"[bold]grpo experiment {experimentName}[/]: {arms.Count} arms x {experiment.Steps} steps x {experiment.QuestionsPerStep} questions x G {experiment.GroupSize} = {budget} sampled completions each, device cpu");
+        AnsiConsole.MarkupLine($"[bold]grpo experiment {experimentName}[/]: {arms.Count} arms x {experiment.Steps} steps x {experiment.QuestionsPerStep} questions x G {experiment.GroupSize} = {budget} sampled completions each, device {device}");
         AnsiConsole.MarkupLine($"start: {Markup.Escape(modelFolder)}; run folder [bold]{Markup.Escape(runDir)}[/]");
 
         var start = Checkpoint.LoadModel(modelFolder);
@@ -195,7 +202,7 @@ public static class ExperimentCommand
 
         double seconds = watch.Elapsed.TotalSeconds;
         AnsiConsole.Write(ExperimentReport.Table(before!, results));
-        ExperimentReport.Write(runDir, experimentName, claim, seconds, modelFolder, experiment, before!, results);
+        ExperimentReport.Write(runDir, experimentName, claim, seconds, modelFolder, experiment, before!, results, device);
         AnsiConsole.MarkupLine($"ordering by final pass@1: {Markup.Escape(string.Join(" > ", results.OrderByDescending(r => r.Final.PassAt1).Select(r => r.Name)))}");
         AnsiConsole.MarkupLine($"paper: {Markup.Escape(claim)}");
         AnsiConsole.MarkupLine($"{seconds:F0} s; run folder: [bold]{Markup.Escape(Path.GetFullPath(runDir))}[/] (summary.json, report.md, accuracy.png, each arm's metrics.jsonl)");

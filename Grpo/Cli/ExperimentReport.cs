@@ -45,14 +45,14 @@ public static class ExperimentReport
     }
 
     public static void Write(string runDir, string experiment, string claim, double seconds, string model, object settings,
-        EvalResult before, IReadOnlyList<ArmResult> arms)
+        EvalResult before, IReadOnlyList<ArmResult> arms, string device = "cpu")
     {
         var ordering = arms.OrderByDescending(a => a.Final.PassAt1).Select(a => a.Name).ToArray();
         var summary = new JsonObject
         {
             ["experiment"] = experiment,
             ["paper"] = claim,
-            ["device"] = "cpu",
+            ["device"] = device,
             ["seconds"] = Math.Round(seconds, 1),
             ["model"] = model,
             ["sampledCompletionsPerArm"] = arms.Count == 0 ? 0 : (long)arms[0].Settings.Steps * arms[0].Settings.QuestionsPerStep * arms[0].Settings.GroupSize,
@@ -70,7 +70,7 @@ public static class ExperimentReport
         var report = new StringBuilder();
         report.AppendLine($"# grpo experiment {experiment}").AppendLine();
         report.AppendLine($"Paper: {claim}.").AppendLine();
-        report.AppendLine($"Start model `{model}`; {arms.Count} arms, each {summary["sampledCompletionsPerArm"]} sampled completions; device cpu; {seconds:F0} s in all.").AppendLine();
+        report.AppendLine($"Start model `{model}`; {arms.Count} arms, each {summary["sampledCompletionsPerArm"]} sampled completions; device {device}; {seconds:F0} s in all.").AppendLine();
         int maxK = before.PassAtK.Keys.Max();
         report.AppendLine($"| arm | pass@1 curve | greedy | pass@1 | maj@{maxK} | pass@{maxK} | train reward | seconds |").AppendLine("|---|---|---|---|---|---|---|---|");
         report.AppendLine($"| start (SFT) | | {100 * before.Greedy:F1}% | {100 * before.PassAt1:F1}% | {100 * before.MajAtK[maxK]:F1}% | {100 * before.PassAtK[maxK]:F1}% | | |");

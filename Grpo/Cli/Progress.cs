@@ -6,8 +6,9 @@ namespace Grpo.Cli;
 
 public static class Progress
 {
-    /// <summary>Runs work with a bar of `total` steps; work calls advance(description) once per step.</summary>
-    public static void Run(string title, int total, Action<Action<string>> work)
+    /// <summary>Runs work with a bar of `total` steps, `start` of them already done (a resumed run);
+    /// work calls advance(description) once per step.</summary>
+    public static void Run(string title, int total, Action<Action<string>> work, int start = 0)
     {
         AnsiConsole.Progress()
             .AutoClear(false)
@@ -15,6 +16,7 @@ public static class Progress
             .Start(context =>
             {
                 var bar = context.AddTask(Markup.Escape(title), maxValue: Math.Max(1, total));
+                bar.Value = start;
                 work(description =>
                 {
                     bar.Increment(1);

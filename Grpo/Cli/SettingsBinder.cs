@@ -88,7 +88,7 @@ public sealed class SettingsBinder<T> where T : class, new()
 
     private static string Format(object? value) => value switch
     {
-        null => "none",
+        null or "" => "none",
         float f => f.ToString("G", CultureInfo.InvariantCulture),
         double d => d.ToString("G", CultureInfo.InvariantCulture),
         Enum e => e.ToString().ToLowerInvariant(),

@@ -1,7 +1,7 @@
 // `grpo tokenize --model DIR --text "..." [--add-bos] [--json]`: the token ids of a text under the
-// tokenizer of a model folder (its tokenizer.json; Tasks/HfTokenizer.cs). With --json the output is
+// tokenizer of a model folder (a Hugging Face tokenizer.json or our character tokenizer; Model/TokenizerFiles.cs). With --json the output is
 // one line {"ids": [...]}; without, the ids and, under them, the text each decodes to.
-// Bad input (no folder, no tokenizer.json, a malformed one): one line on stderr, exit 1.
+// Bad input (no folder, no tokenizer, a malformed one): one line on stderr, exit 1.
 // Tests: Grpo.Tests/Model/HfCheckpointTests.cs.
 using System.CommandLine;
 using System.Text.Encodings.Web;
@@ -15,7 +15,7 @@ public static class TokenizeCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "model folder with a tokenizer.json", Required = true };
+        var model = new Option<string>("--model") { Description = "model folder with a tokenizer (a Hugging Face tokenizer.json, or a checkpoint of ours)", Required = true };
         var text = new Option<string>("--text") { Description = "the text to tokenize", Required = true };
         var addBos = new Option<bool>("--add-bos") { Description = "put the tokenizer's BOS first (if it has one)" };
         var json = new Option<bool>("--json") { Description = "print one JSON line: {\"ids\": [...]}" };
@@ -30,7 +30,7 @@ public static class TokenizeCommand
         {
             if (!Directory.Exists(folder)) throw new ModelFormatException($"model folder '{folder}' not found");
             var tokenizer = ModelFolder.LoadTokenizer(folder)
-                ?? throw new ModelFormatException($"{folder}: no tokenizer.json (a checkpoint without a tokenizer takes token ids only)");
+                ?? throw new ModelFormatException($"{folder}: no tokenizer (tokenizer.json or char_tokenizer.json; without one a model takes token ids only)");
             int[] ids = tokenizer.Encode(text, addBos);
             if (json)
             {

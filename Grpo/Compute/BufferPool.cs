@@ -41,8 +41,31 @@ public sealed class BufferPool(Accelerator accelerator) : IDisposable
             }
             BytesRented += capacity * Interop.SizeOf<T>();
         }
-        buffer ??= accelerator.Allocate1D<T>(capacity);
+        buffer ??= Allocate<T>(capacity);
         return new PooledBuffer<T>(this, buffer, length);
+    }
+
+    /// <summary>A new device buffer; when the device is full, the free cached buffers go back and it tries
+    /// once more, then fails with one line naming the size asked for and the size free.</summary>
+    private MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long capacity) where T : unmanaged
+    {
+        long bytes = capacity * Interop.SizeOf<T>();
+        try { return accelerator.Allocate1D<T>(capacity); }
+        catch (Exception first) when (DeviceMemory.IsOutOfMemory(first))
+        {
+            Trim();
+            try { return accelerator.Allocate1D<T>(capacity); }
+            catch (Exception second) when (DeviceMemory.IsOutOfMemory(second))
+            {
+                lock (gate)
+                {
+                    Allocations--;
+                    BytesAllocated -= bytes;
+                    BytesRented -= bytes;
+                }
+                throw new DeviceOutOfMemoryException(DeviceMemory.Describe(accelerator, bytes, BytesAllocated));
+            }
+        }
     }
 
     internal void Return<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer) where T : unmanaged

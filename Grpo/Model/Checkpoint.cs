@@ -4,6 +4,7 @@
 //   config.json             the TransformerConfig as a Hugging Face config.json
 //   optimizer.safetensors   AdamW's moments: "m.<name>" and "v.<name>" for every parameter (optional)
 //   trainer_state.json      {"step", "rng_state", the AdamW hyperparameters, "extra": caller's JSON} (optional)
+//   the tokenizer           when the caller passes one (TokenizerFiles: char_tokenizer.json or tokenizer.json)
 // model.safetensors + config.json alone is a folder transformers can load (LlamaForCausalLM).
 // Loading checks every tensor against the shape the config implies and names the tensor and the
 // file on a mismatch, a missing tensor or an unexpected one. Weights stored as F16/BF16 are widened.
@@ -17,6 +18,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Grpo.Optim;
 using Grpo.Sampling;
+using Grpo.Tasks;
 
 namespace Grpo.Model;
 
@@ -39,10 +41,12 @@ public static class Checkpoint
             new Dictionary<string, string> { ["format"] = "pt" });
     }
 
-    /// <summary>Everything a run needs to continue: weights, config, optimizer moments and step, RNG state, and the caller's extra JSON.</summary>
-    public static void Save(string folder, Transformer model, AdamW optimizer, Rng rng, JsonObject? extra = null)
+    /// <summary>Everything a run needs to continue: weights, config, optimizer moments and step, RNG state,
+    /// the caller's extra JSON, and the tokenizer when given (so that the folder's token ids mean something).</summary>
+    public static void Save(string folder, Transformer model, AdamW optimizer, Rng rng, JsonObject? extra = null, ITokenizer? tokenizer = null)
     {
         SaveModel(folder, model);
+        if (tokenizer is not null) TokenizerFiles.Save(folder, tokenizer);
         var moments = new List<(string, Tensor)>();
         foreach (var slot in optimizer.Slots)
         {

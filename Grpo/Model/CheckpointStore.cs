@@ -2,15 +2,18 @@
 // and a reader never trusts a half-written or damaged one.
 //
 //   DIR/checkpoints/step-000120/   model.safetensors, config.json, optimizer.safetensors,
-//                                  trainer_state.json (Checkpoint's format), and manifest.json:
+//                                  trainer_state.json (Checkpoint's format), the tokenizer when
+//                                  given (TokenizerFiles), and manifest.json:
 //   {"format": "grpo-checkpoint", "version": 1, "step": 120,
 //    "files": [{"name": "config.json", "bytes": 412, "sha256": "9f86d0..."}, ...]}
 //
-// Save: refuse NaN or infinity in any weight or AdamW moment before writing anything; write every
+// Save: refuse NaN or infinity in any weight or AdamW moment before writing anything (NonFiniteValue
+// says where, for a caller that would rather stop than throw); write every
 // file into DIR/checkpoints/step-000120.tmp-XXXXXXXX/ (each one atomically and fsynced, see
 // SafeFile), the manifest last; then rename the folder to step-000120. A process killed at any
 // moment leaves either no step-000120 or a complete one; the *.tmp-* folder it leaves behind is
-// ignored by readers and removed by the next Save (one writer per run folder is assumed).
+// ignored by readers and removed by the next Save (one writer per run folder is assumed). A caller's
+// own files (GRPO's reference model) go in through writeMore and are listed in the manifest too.
 // Newest: the highest step whose manifest verifies (every listed file present, of the listed size,
 // with the listed SHA-256); the folders passed over are returned with the reason, for the caller
 // to show. Retention (keepLast) deletes the oldest checkpoints at or below the one just saved.
@@ -24,6 +27,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Grpo.Optim;
 using Grpo.Sampling;
+using Grpo.Tasks;
 
 namespace Grpo.Model;
 
@@ -47,13 +51,16 @@ public static partial class CheckpointStore
 
     /// <summary>Writes a complete checkpoint of step <paramref name="step"/> and returns its folder.
     /// Throws InvalidOperationException, having written nothing, when a weight or moment is not finite.
-    /// With keepLast > 0, only that many checkpoints at or below this step are kept.</summary>
+    /// With keepLast > 0, only that many checkpoints at or below this step are kept.
+    /// <paramref name="writeMore"/>, when given, writes further files into the (temporary) folder before
+    /// the manifest is made, so they are verified with the rest (GRPO's reference model).</summary>
     public static string Save(string runDir, int step, Transformer model, AdamW optimizer, Rng rng,
-        JsonObject? extra = null, int keepLast = 0)
+        JsonObject? extra = null, int keepLast = 0, ITokenizer? tokenizer = null, Action<string>? writeMore = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(step);
         ArgumentOutOfRangeException.ThrowIfNegative(keepLast);
-        RefuseNonFinite(step, model, optimizer);
+        if (NonFiniteValue(model, optimizer) is { } problem)
+            throw new InvalidOperationException($"not saving the checkpoint of step {step}: {problem} (NaN and infinity never reach a checkpoint)");
 
         string root = Path.Combine(runDir, CheckpointsFolder);
         Directory.CreateDirectory(root);
@@ -63,7 +70,8 @@ public static partial class CheckpointStore
         Directory.CreateDirectory(temporary);
         try
         {
-            Checkpoint.Save(temporary, model, optimizer, rng, extra);
+            Checkpoint.Save(temporary, model, optimizer, rng, extra, tokenizer);
+            writeMore?.Invoke(temporary);
             WriteManifest(temporary, step);
             if (Directory.Exists(final))
             {
@@ -138,20 +146,21 @@ public static partial class CheckpointStore
     /// <summary>The step recorded in a checkpoint's manifest.</summary>
     public static int StepOf(string checkpointPath) => ReadManifest(checkpointPath).Step;
 
-    private static void RefuseNonFinite(int step, Transformer model, AdamW optimizer)
+    /// <summary>Null when every weight and AdamW moment is finite, else where the first NaN or infinity is.</summary>
+    public static string? NonFiniteValue(Transformer model, AdamW optimizer)
     {
-        static void Check(int step, float[] values, string what)
+        static string? Find(float[] values, string what)
         {
             for (int i = 0; i < values.Length; i++)
                 if (!float.IsFinite(values[i]))
-                    throw new InvalidOperationException($"not saving the checkpoint of step {step}: {what} holds {(float.IsNaN(values[i]) ? "NaN" : values[i] > 0 ? "+infinity" : "-infinity")} at index {i} (NaN and infinity never reach a checkpoint)");
+                    return $"{what} holds {(float.IsNaN(values[i]) ? "NaN" : values[i] > 0 ? "+infinity" : "-infinity")} at index {i}";
+            return null;
         }
-        foreach (var (name, value) in model.Parameters) Check(step, value.Data, $"weight '{name}'");
+        foreach (var (name, value) in model.Parameters)
+            if (Find(value.Data, $"weight '{name}'") is { } problem) return problem;
         foreach (var slot in optimizer.Slots)
-        {
-            Check(step, slot.M, $"AdamW's first moment of '{slot.Name}'");
-            Check(step, slot.V, $"AdamW's second moment of '{slot.Name}'");
-        }
+            if ((Find(slot.M, $"AdamW's first moment of '{slot.Name}'") ?? Find(slot.V, $"AdamW's second moment of '{slot.Name}'")) is { } problem) return problem;
+        return null;
     }
 
     private static void WriteManifest(string folder, int step)

@@ -64,8 +64,14 @@ public static class HfCheckpoint
     public static void Save(string folder, Transformer model, string? sourceFolder = null)
     {
         Checkpoint.SaveModel(folder, model);
-        if (sourceFolder is null || Path.GetFullPath(sourceFolder) == Path.GetFullPath(folder)) return;
+        if (sourceFolder is not null) CopyTokenizerFiles(sourceFolder, folder);
+    }
 
+    /// <summary>Copies the tokenizer and generation files of <paramref name="sourceFolder"/> into
+    /// <paramref name="folder"/> (which already holds config.json) and its special-token ids into that config.json.</summary>
+    public static void CopyTokenizerFiles(string sourceFolder, string folder)
+    {
+        if (Path.GetFullPath(sourceFolder) == Path.GetFullPath(folder)) return;
         foreach (string name in TokenizerFiles)
         {
             string from = Path.Combine(sourceFolder, name);

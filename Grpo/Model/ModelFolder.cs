@@ -1,6 +1,7 @@
 // One way in for every command that takes --model DIR: a Hugging Face folder (LlamaForCausalLM or
 // Qwen2ForCausalLM, one safetensors file or shards) or a checkpoint of ours (the same layout, as
-// Checkpoint.SaveModel writes it), with its tokenizer when the folder has a tokenizer.json.
+// Checkpoint.SaveModel writes it), with its tokenizer when the folder has one (TokenizerFiles: a
+// Hugging Face tokenizer.json, or our char_tokenizer.json / trainer_state.json alphabet).
 // Errors are one-line ModelFormatExceptions, the tokenizer's included, so a command catches one type.
 // Tests: Grpo.Tests/Model/HfCheckpointTests.cs.
 using Grpo.Tasks;
@@ -9,7 +10,7 @@ namespace Grpo.Model;
 
 public static class ModelFolder
 {
-    /// <summary>The model and, when the folder has tokenizer.json, its tokenizer (else null).</summary>
+    /// <summary>The model and, when the folder has one, its tokenizer (else null).</summary>
     public static (Transformer Model, ITokenizer? Tokenizer) Load(string folder)
     {
         var model = HfCheckpoint.Load(folder);
@@ -19,11 +20,6 @@ public static class ModelFolder
         return (model, tokenizer);
     }
 
-    /// <summary>The folder's tokenizer, or null when it has no tokenizer.json.</summary>
-    public static ITokenizer? LoadTokenizer(string folder)
-    {
-        if (!File.Exists(Path.Combine(folder, HfTokenizer.TokenizerFile))) return null;
-        try { return HfTokenizer.Load(folder); }
-        catch (TokenizerFormatException e) { throw new ModelFormatException(e.Message, e); }
-    }
+    /// <summary>The folder's tokenizer, or null when it has none (see TokenizerFiles).</summary>
+    public static ITokenizer? LoadTokenizer(string folder) => TokenizerFiles.Load(folder);
 }

@@ -73,13 +73,10 @@ public static partial class Op
     // is atomic and a table never changes after it is published, so threads may share it.
     private static RopeTable? ropeTableCache;
 
-    private static RopeTable RopeTableFor(float theta, int headDim, int maxPosition)
+    /// <summary>cos and sin of p * theta^(-2i/D) for p &lt; positions, i &lt; D/2, stored [p * D/2 + i], rounded to
+    /// float32 at the steps transformers rounds them (the CUDA kernels read the same table).</summary>
+    internal static (float[] Cos, float[] Sin) CosSinTable(float theta, int headDim, int positions)
     {
-        var cached = ropeTableCache;
-        bool sameFrequencies = cached != null && cached.Theta == theta && cached.HeadDim == headDim;
-        if (sameFrequencies && cached!.Positions > maxPosition) return cached;
-
-        int positions = Math.Max(maxPosition + 1, sameFrequencies ? 2 * cached!.Positions : 64);
         int half = headDim / 2;
         var inverseFrequencies = new float[half];
         for (int i = 0; i < half; i++)
@@ -96,6 +93,17 @@ public static partial class Op
                 cos[p * half + i] = (float)Math.Cos(angle);
                 sin[p * half + i] = (float)Math.Sin(angle);
             }
+        return (cos, sin);
+    }
+
+    private static RopeTable RopeTableFor(float theta, int headDim, int maxPosition)
+    {
+        var cached = ropeTableCache;
+        bool sameFrequencies = cached != null && cached.Theta == theta && cached.HeadDim == headDim;
+        if (sameFrequencies && cached!.Positions > maxPosition) return cached;
+
+        int positions = Math.Max(maxPosition + 1, sameFrequencies ? 2 * cached!.Positions : 64);
+        var (cos, sin) = CosSinTable(theta, headDim, positions);
         var table = new RopeTable(theta, headDim, positions, cos, sin);
         ropeTableCache = table;
         return table;

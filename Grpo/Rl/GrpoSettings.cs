@@ -1,5 +1,7 @@
 // Every setting of the RL loop, with its default and a description (`grpo grpo --help` lists them).
-// The defaults are the small built-in task's tuned values; DeepSeekMath() gives the paper's (section
+// The defaults are the small built-in task's tuned values (from the shipped warm start, 500 held-out
+// problems x 16 samples: lr 2e-4 and above made pass@1 fall, 5e-5 for 300 steps gave +4.8 points,
+// 1e-4 for 300 steps +6.2); DeepSeekMath() gives the paper's (section
 // 4.2: lr 1e-6, beta 0.04, 64 samples per question, max length 1024, batch 1024 = 16 questions x 64).
 using System.ComponentModel;
 
@@ -12,13 +14,13 @@ public sealed class GrpoSettings
     [Description("training method: grpo, online-rft or rft (the paper's section 5.2 baselines)")]
     public TrainingMethod Method { get; set; } = TrainingMethod.Grpo;
     [Description("training steps")]
-    public int Steps { get; set; } = 40;
+    public int Steps { get; set; } = 300;
     [Description("questions sampled per step")]
     public int QuestionsPerStep { get; set; } = 8;
     [Description("G, outputs sampled per question")]
     public int GroupSize { get; set; } = 16;
     [Description("mu, gradient steps per batch of samples (old log-probs are those recorded at sampling)")]
-    public int Mu { get; set; } = 2;
+    public int Mu { get; set; } = 1;
     [Description("beta, the KL coefficient (0: no reference model is kept)")]
     public float Beta { get; set; } = 0f;
     [Description("reference model reset to the policy every this many steps (an iteration of Algorithm 1; 0: fixed)")]
@@ -38,7 +40,7 @@ public sealed class GrpoSettings
     [Description("KL estimator: k1, k2 or k3 (the paper's)")]
     public KlEstimator Kl { get; set; } = KlEstimator.K3;
     [Description("peak learning rate")]
-    public float LearningRate { get; set; } = 2e-4f;
+    public float LearningRate { get; set; } = 1e-4f;
     [Description("learning-rate warm-up steps")]
     public int WarmupSteps { get; set; } = 0;
     [Description("cosine decay to 10% of the peak (else constant)")]
@@ -73,13 +75,19 @@ public sealed class GrpoSettings
     /// <summary>Checks ranges; throws ArgumentException with one line naming the setting.</summary>
     public void Validate()
     {
+        if (Method == TrainingMethod.Sft) throw new ArgumentException("--method sft is the `sft` command (worked solutions, no sampling); this loop takes grpo, online-rft or rft");
         if (GroupSize < 2) throw new ArgumentException($"--group-size must be at least 2 (got {GroupSize}): advantages compare outputs within a group");
         if (QuestionsPerStep < 1) throw new ArgumentException($"--questions-per-step must be at least 1 (got {QuestionsPerStep})");
         if (Steps < 0) throw new ArgumentException($"--steps must be >= 0 (got {Steps})");
         if (Mu < 1) throw new ArgumentException($"--mu must be at least 1 (got {Mu})");
         if (!(Epsilon > 0) || !(EpsilonHigh > 0)) throw new ArgumentException($"--epsilon and --epsilon-high must be > 0 (got {Epsilon}, {EpsilonHigh})");
         if (!(Beta >= 0)) throw new ArgumentException($"--beta must be >= 0 (got {Beta})");
-        if (!(LearningRate >= 0)) throw new ArgumentException($"--learning-rate must be >= 0 (got {LearningRate})");
+        if (!(LearningRate >= 0) || !float.IsFinite(LearningRate)) throw new ArgumentException($"--learning-rate must be a finite number >= 0 (got {LearningRate})");
+        if (WarmupSteps < 0) throw new ArgumentException($"--warmup-steps must be >= 0 (got {WarmupSteps})");
+        if (Cosine && WarmupSteps >= Math.Max(1, Steps)) throw new ArgumentException($"--warmup-steps must be less than --steps with --cosine (got {WarmupSteps} with --steps {Steps})");
+        if (!(WeightDecay >= 0) || !float.IsFinite(WeightDecay)) throw new ArgumentException($"--weight-decay must be a finite number >= 0 (got {WeightDecay})");
+        if (!(MaxGradNorm > 0)) throw new ArgumentException($"--max-grad-norm must be > 0 (got {MaxGradNorm})");
+        if (!float.IsFinite(FormatRewardWeight)) throw new ArgumentException($"--format-reward-weight must be finite (got {FormatRewardWeight})");
         if (MaxNewTokens < 1) throw new ArgumentException($"--max-new-tokens must be at least 1 (got {MaxNewTokens})");
         if (!(Temperature >= 0)) throw new ArgumentException($"--temperature must be >= 0 (got {Temperature})");
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"--top-p must be in (0, 1] (got {TopP})");

@@ -19,8 +19,15 @@
 // token-level aggregation (DAPO), no KL (beta 0, as DAPO and Dr. GRPO find it unneeded for verifiable
 // rewards), groups that give no gradient dropped (DAPO's dynamic sampling: for GRPO, groups whose
 // rewards, or step rewards, are all equal, so their advantages are 0; for RFT and Online RFT, groups
-// with no correct output), truncated outputs masked, mu = 2.
-// Tests: Grpo.Tests/Rl/GrpoTrainerTests.cs, ProcessStepsTests.cs; the experiments' smoke tests (Cli/ExperimentCommandTests.cs).
+// with no correct output), truncated outputs masked.
+// A gradient step whose loss or gradient norm is NaN or infinite is skipped before AdamW runs (no
+// weight or moment changes), as are the batch's remaining inner steps; the step's metrics say
+// Skipped. With mu > 1 the inner steps before the bad one stand (they were finite). The CLI stops a
+// run after several skipped steps in a row (Cli/TrainingRun.cs).
+// Everything a checkpoint needs to resume exactly is public: the policy (passed in), Optimizer, Rng,
+// StepIndex, Reference and InitialPolicy (whose weights a resume loads in place).
+// Tests: Grpo.Tests/Rl/GrpoTrainerTests.cs, ProcessStepsTests.cs, DynamicSamplingTests.cs; the
+// experiments' smoke tests (Cli/ExperimentCommandTests.cs).
 using System.Diagnostics;
 using Grpo.Model;
 using Grpo.Ops;
@@ -54,6 +61,10 @@ public sealed class GrpoTrainer
     public string? Errors => rewards.FirstError;
     public Rng Rng { get; }
     public int StepIndex { get; set; }
+    /// <summary>The KL reference model (null when beta is 0); replaced by a copy of the policy every ReferenceResetEvery steps.</summary>
+    public Transformer? Reference => reference;
+    /// <summary>RFT's frozen initial model, the one it samples from (null for the other methods).</summary>
+    public Transformer? InitialPolicy => initialPolicy;
 
     public GrpoTrainer(Transformer policy, IRlTask task, ITokenizer tokenizer, GrpoSettings settings, Rewards rewards)
     {
@@ -97,7 +108,7 @@ public sealed class GrpoTrainer
         var outputProblems = outputs.Select(o => problems[o.PromptIndex]).ToArray();
         int errorsBefore = rewards.Errors;
         var (reward, perFunction) = rewards.Score(outputProblems, texts);
-        var correct = outputs.Select((o, r) => task.Reward(outputProblems[r], texts[r]) >= 1.0).ToArray();
+        var correct = outputs.Select((o, r) => IsCorrect(outputProblems[r], texts[r])).ToArray();
 
         // Process supervision: each output's step rewards and the tokens where the steps end.
         var steps = settings.Supervision == Supervision.Process && settings.Method == TrainingMethod.Grpo
@@ -151,6 +162,14 @@ public sealed class GrpoTrainer
                 var logits = policy.Forward(batch.Inputs, batch.Batch, batch.SeqLen);           // (B, T, V)
                 var logProbs = Op.TokenLogProbs(logits, batch.Targets);                         // (B, T)
                 if (inner == 0) entropy = MeanEntropy(logits, mask);
+                // A diverged policy (or reference) gives NaN log-probs, which PolicyLoss refuses: skip instead.
+                if (!FiniteWhereMasked(logProbs.Data, mask) || !FiniteWhereMasked(oldLogProbs, mask)
+                    || refLogProbs != null && !FiniteWhereMasked(refLogProbs, mask) || !FiniteWhereMasked(advantages, mask))
+                {
+                    if (inner == 0) loss = double.NaN;
+                    skipped = true;
+                    break;
+                }
                 Tensor objective;
                 if (settings.Method == TrainingMethod.Grpo)
                 {
@@ -227,6 +246,20 @@ public sealed class GrpoTrainer
         for (int b = 0; b < kept.Length; b++)
             for (int j = 0; j < lengths[b]; j++) advantages[batch.CompletionIndex(b, j)] = perToken[b][j];
         return advantages;
+    }
+
+    /// <summary>The task's verifier for the accuracy metric; one that throws counts as wrong (Rewards has counted the error).</summary>
+    private bool IsCorrect(Problem problem, string text)
+    {
+        try { return task.Reward(problem, text) >= 1.0; }
+        catch (Exception) { return false; }
+    }
+
+    private static bool FiniteWhereMasked(float[] values, float[] mask)
+    {
+        for (int k = 0; k < mask.Length; k++)
+            if (mask[k] != 0 && !float.IsFinite(values[k])) return false;
+        return true;
     }
 
     private static float[] LogProbsOf(Transformer model, SequenceBatch batch)

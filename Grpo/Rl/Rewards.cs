@@ -6,7 +6,8 @@
 // rewards are verifiers: `correct` (the task's verifier: 1 for the right final answer) and `format`
 // (1 when the completion states a final answer the task can read at all). A reward function that
 // throws gives that completion 0; the error is counted and its first message kept, so one bad
-// completion never stops a run (the trainer reports both).
+// completion never stops a run (the trainer reports both). A weighted sum that overflows a float
+// is treated the same way.
 // Tests: Grpo.Tests/Rl/RewardsTests.cs.
 using Grpo.Tasks;
 
@@ -57,6 +58,13 @@ public sealed class Rewards
                 sum += Functions[f].Weight * score;
             }
             total[i] = (float)sum;
+            if (!float.IsFinite(total[i]))
+            {
+                // Finite scores with huge weights can still overflow a float: the advantages would be NaN.
+                total[i] = 0;
+                Errors++;
+                FirstError ??= $"the weighted sum of rewards ({sum}) is not a finite float";
+            }
         }
         return (total, perFunction);
     }

@@ -55,7 +55,8 @@ public static partial class Gsm8k
     private static partial Regex CalculatorAnnotation();
 }
 
-/// <summary>GSM8K as an RL task: training problems from train.jsonl, held-out ones from test.jsonl in file order.</summary>
+/// <summary>GSM8K as an RL task: training problems from train.jsonl, held-out ones from test.jsonl in file order.
+/// Either list may be empty (a task for evaluation only, or for training only).</summary>
 public sealed class Gsm8kTask : IRlTask
 {
     private readonly IReadOnlyList<Problem> training;
@@ -66,7 +67,6 @@ public sealed class Gsm8kTask : IRlTask
         var testPrompts = test.Select(p => p.Prompt).ToHashSet();
         this.training = training.Where(p => !testPrompts.Contains(p.Prompt)).ToList();
         this.test = test;
-        if (this.training.Count == 0) throw new TaskDataException("gsm8k: no training problems left");
     }
 
     /// <summary>Loads <paramref name="directory"/>/train.jsonl and test.jsonl.</summary>
@@ -77,7 +77,9 @@ public sealed class Gsm8kTask : IRlTask
 
     public int TrainingCount => training.Count;
 
-    public Problem SampleTraining(Rng rng) => training[rng.NextInt(training.Count)];
+    /// <summary>TaskDataException when there are no training problems (a task made for evaluation only).</summary>
+    public Problem SampleTraining(Rng rng) => training.Count > 0 ? training[rng.NextInt(training.Count)]
+        : throw new TaskDataException("gsm8k: no training problems (none given, or all of them are also test problems)");
 
     /// <summary>The first <paramref name="count"/> test problems (all of them when there are fewer).</summary>
     public IReadOnlyList<Problem> HeldOut(int count) => test.Take(count).ToList();

@@ -37,9 +37,12 @@ public sealed class HfTokenizer : ITokenizer
     public int Pad { get; }
     public int? Bos { get; }
     public int Eos { get; }
+    /// <summary>The folder the tokenizer was read from (a checkpoint saved from it copies its files).</summary>
+    public string Folder { get; }
 
     private HfTokenizer(TokenizerJson file, string folder)
     {
+        Folder = folder;
         bpe = file.CreateBpe();
         nfc = file.Nfc;
         vocabulary = file.Vocabulary;

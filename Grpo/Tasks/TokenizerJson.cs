@@ -66,8 +66,9 @@ internal sealed record TokenizerJson(
             merges.Add(merge switch
             {
                 JsonValue text => text.GetValue<string>(),
-                JsonArray { Count: 2 } pair when !pair[0]!.GetValue<string>().Contains(' ') && !pair[1]!.GetValue<string>().Contains(' ')
-                    => pair[0]!.GetValue<string>() + " " + pair[1]!.GetValue<string>(),
+                JsonArray { Count: 2 } pair when pair[0] is JsonValue first && pair[1] is JsonValue second   // not null
+                    && !first.GetValue<string>().Contains(' ') && !second.GetValue<string>().Contains(' ')
+                    => first.GetValue<string>() + " " + second.GetValue<string>(),
                 _ => throw new FormatException($"merge {merge?.ToJsonString()} is not \"a b\" or [\"a\", \"b\"] of space-free tokens"),
             });
 

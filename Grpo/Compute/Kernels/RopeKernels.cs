@@ -40,26 +40,8 @@ public static class RopeKernels
     }
 
     /// <summary>cos and sin of p * theta^(-2i/D) for p &lt; positions, i &lt; D/2, stored [p * D/2 + i], as Ops/Rope.cs computes them.</summary>
-    public static (float[] Cos, float[] Sin) Table(float theta, int headDim, int positions)
-    {
-        int half = headDim / 2;
-        var inverseFrequencies = new float[half];
-        for (int i = 0; i < half; i++)
-        {
-            float exponent = (float)(2 * i) / headDim;
-            inverseFrequencies[i] = 1f / (float)Math.Pow(theta, exponent);
-        }
-        var cos = new float[(long)positions * half];
-        var sin = new float[(long)positions * half];
-        for (int p = 0; p < positions; p++)
-            for (int i = 0; i < half; i++)
-            {
-                float angle = p * inverseFrequencies[i];
-                cos[p * half + i] = (float)Math.Cos(angle);
-                sin[p * half + i] = (float)Math.Sin(angle);
-            }
-        return (cos, sin);
-    }
+    public static (float[] Cos, float[] Sin) Table(float theta, int headDim, int positions) =>
+        Grpo.Ops.Op.CosSinTable(theta, headDim, positions);
 
     /// <summary>y = rotate(x) (sign +1), or y += rotate back(x) (sign -1, accumulate: the backward). x, y (rows, heads, D).</summary>
     public static void Rotate(Device device, ArrayView<float> x, ArrayView<float> y, ArrayView<int> positions, ArrayView<float> cos,
