@@ -5,7 +5,8 @@ public static class Plots
 {
     public sealed record Series(string Label, IReadOnlyList<double> X, IReadOnlyList<double> Y);
 
-    public static void Line(string path, string title, string xLabel, string yLabel, IEnumerable<Series> series, bool logX = false)
+    /// <summary>legendOutside puts the legend in a panel right of the axes, where it hides no point.</summary>
+    public static void Line(string path, string title, string xLabel, string yLabel, IEnumerable<Series> series, bool logX = false, bool legendOutside = false)
     {
         var plot = new ScottPlot.Plot();
         foreach (var s in series)
@@ -23,7 +24,8 @@ public static class Plots
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);
-        plot.ShowLegend();
-        plot.SavePng(path, 720, 420);
+        if (legendOutside) plot.ShowLegend(ScottPlot.Edge.Right);
+        else plot.ShowLegend();
+        plot.SavePng(path, legendOutside ? 860 : 720, 420);
     }
 }

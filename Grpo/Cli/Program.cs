@@ -34,5 +34,6 @@ public static class Program
         yield return RewardCommand.Create();
         yield return BenchCommand.Create();
         yield return CheckCommand.Create();
+        yield return ExperimentCommand.Create();
     }
 }

@@ -83,7 +83,7 @@ public static class Advantages
 
     /// <summary>
     /// Process supervision: stepRewards[i][j] is the reward of step j of output i, which ends at token
-    /// stepEnds[i][j] (0-based, strictly increasing, below lengths[i]). Outputs are group-major, B =
+    /// stepEnds[i][j] (0-based, non-decreasing, below lengths[i]). Outputs are group-major, B =
     /// groups * groupSize. Returns each output's per-token advantages (lengths[i] values each).
     /// </summary>
     public static float[][] Process(float[][] stepRewards, int[][] stepEnds, int[] lengths, int groupSize, AdvantageOptions? options = null)
@@ -103,8 +103,8 @@ public static class Advantages
             {
                 if (stepEnds[i][j] < 0 || stepEnds[i][j] >= lengths[i])
                     throw new ArgumentException($"output {i} step {j} ends at token {stepEnds[i][j]}, outside its {lengths[i]} tokens");
-                if (j > 0 && stepEnds[i][j] <= stepEnds[i][j - 1])
-                    throw new ArgumentException($"output {i} step ends must increase, got {stepEnds[i][j - 1]} then {stepEnds[i][j]}");
+                if (j > 0 && stepEnds[i][j] < stepEnds[i][j - 1])
+                    throw new ArgumentException($"output {i} step ends must increase (or repeat, for two steps ending in one token), got {stepEnds[i][j - 1]} then {stepEnds[i][j]}");
             }
         }
 

@@ -9,18 +9,25 @@
 //
 // The same loop runs the paper's section 5.2 baselines by switching the gradient coefficient
 // (GradientCoefficient): Online RFT (coefficient 1 on correct outputs of the current policy) and RFT
-// (the same, on outputs sampled from the initial, supervised model: offline data).
+// (the same, on outputs sampled from the initial, supervised model: offline data). The paper's RFT
+// samples its data set from the SFT model once and then fine-tunes on the correct outputs; drawing
+// each step's batch from a frozen copy of the SFT model is the same data (same distribution, same
+// number of samples, each used once), made as it is needed rather than up front.
+// Process supervision (Supervision.Process) reads the task's step rewards; ProcessSteps maps each
+// step's end in the text to a token, and Advantages.Process gives per-token advantages.
 // Where this departs from the paper, by default (GrpoSettings; DeepSeekMath() restores the paper's):
 // token-level aggregation (DAPO), no KL (beta 0, as DAPO and Dr. GRPO find it unneeded for verifiable
-// rewards), groups with equal rewards dropped (DAPO's dynamic sampling: their advantages are 0 anyway),
-// truncated outputs masked.
+// rewards), groups that give no gradient dropped (DAPO's dynamic sampling: for GRPO, groups whose
+// rewards, or step rewards, are all equal, so their advantages are 0; for RFT and Online RFT, groups
+// with no correct output), truncated outputs masked.
 // A gradient step whose loss or gradient norm is NaN or infinite is skipped before AdamW runs (no
 // weight or moment changes), as are the batch's remaining inner steps; the step's metrics say
 // Skipped. With mu > 1 the inner steps before the bad one stand (they were finite). The CLI stops a
 // run after several skipped steps in a row (Cli/TrainingRun.cs).
 // Everything a checkpoint needs to resume exactly is public: the policy (passed in), Optimizer, Rng,
 // StepIndex, Reference and InitialPolicy (whose weights a resume loads in place).
-// Tests: Grpo.Tests/Rl/GrpoTrainerTests.cs.
+// Tests: Grpo.Tests/Rl/GrpoTrainerTests.cs, ProcessStepsTests.cs, DynamicSamplingTests.cs; the
+// experiments' smoke tests (Cli/ExperimentCommandTests.cs).
 using System.Diagnostics;
 using Grpo.Model;
 using Grpo.Ops;
@@ -103,7 +110,12 @@ public sealed class GrpoTrainer
         var (reward, perFunction) = rewards.Score(outputProblems, texts);
         var correct = outputs.Select((o, r) => IsCorrect(outputProblems[r], texts[r])).ToArray();
 
-        // 3. Which groups to train on: with dynamic sampling, only those whose rewards differ.
+        // Process supervision: each output's step rewards and the tokens where the steps end.
+        var steps = settings.Supervision == Supervision.Process && settings.Method == TrainingMethod.Grpo
+            ? ProcessSteps.ForOutputs((IProcessRewardTask)task, tokenizer, outputProblems, outputs.Select(o => o.Tokens).ToArray(), texts, reward)
+            : null;
+
+        // 3. Which groups to train on: with dynamic sampling, only those that give a gradient.
         var groupKept = new bool[problems.Length];
         int zeroStdGroups = 0;
         for (int q = 0; q < problems.Length; q++)
@@ -111,7 +123,7 @@ public sealed class GrpoTrainer
             var groupRewards = reward.AsSpan(q * G, G);
             bool constant = groupRewards.IndexOfAnyExcept(groupRewards[0]) < 0;
             if (constant) zeroStdGroups++;
-            groupKept[q] = !(settings.DynamicSampling && constant);
+            groupKept[q] = !settings.DynamicSampling || CarriesSignal(groupRewards, constant, steps?.Skip(q * G).Take(G));
         }
         var kept = Enumerable.Range(0, outputs.Length).Where(r => groupKept[r / G]).ToArray();
 
@@ -136,7 +148,7 @@ public sealed class GrpoTrainer
                     if (settings.MaskTruncated && output.Truncated) mask[k] = 0;
                 }
             }
-            var advantages = TokenAdvantages(batch, kept, outputs, outputProblems, texts, reward);
+            var advantages = TokenAdvantages(batch, kept, reward, steps);
             float[]? refLogProbs = reference == null ? null : LogProbsOf(reference, batch);
             var lossOptions = new PolicyLossOptions
             {
@@ -195,55 +207,45 @@ public sealed class GrpoTrainer
             stepWatch.Elapsed.TotalSeconds);
     }
 
+    /// <summary>
+    /// Whether a group gives a gradient (dynamic sampling drops those that do not): GRPO with outcome
+    /// rewards, when its rewards differ; with process rewards, when its step rewards differ (outputs
+    /// with the same final answer can differ in their steps); RFT and Online RFT, when an output is
+    /// correct (their coefficient is 1 on correct outputs, whatever the others got, so a group
+    /// that is all correct is kept).
+    /// </summary>
+    private bool CarriesSignal(ReadOnlySpan<float> groupRewards, bool constantRewards, IEnumerable<(float[] Rewards, int[] Ends)>? groupSteps)
+    {
+        if (settings.Method != TrainingMethod.Grpo)
+        {
+            foreach (var r in groupRewards) if (r > 0) return true;
+            return false;
+        }
+        if (groupSteps == null) return !constantRewards;
+        var all = groupSteps.SelectMany(s => s.Rewards).ToArray();
+        return all.Length > 0 && all.AsSpan().IndexOfAnyExcept(all[0]) >= 0;
+    }
+
     /// <summary>Per-token advantages in the batch layout (B * T): outcome (one value per output) or process.</summary>
-    private float[] TokenAdvantages(SequenceBatch batch, int[] kept, GenerationResult[] outputs,
-        Problem[] outputProblems, string[] texts, float[] reward)
+    private float[] TokenAdvantages(SequenceBatch batch, int[] kept, float[] reward, (float[] Rewards, int[] Ends)[]? steps)
     {
         int G = settings.GroupSize;
         var options = new AdvantageOptions(settings.Scale, settings.Std);
         var advantages = new float[batch.Inputs.Length];
         if (settings.Method != TrainingMethod.Grpo) return advantages;
         // Kept outputs come in whole groups, in order, so they are group-major as Advantages expects.
-        if (settings.Supervision == Supervision.Outcome)
+        if (steps == null)
         {
             var perOutput = Advantages.Outcome(kept.Select(r => reward[r]).ToArray(), G, options);
             for (int b = 0; b < kept.Length; b++)
                 for (int j = 0; j < batch.CompletionLength(b); j++) advantages[batch.CompletionIndex(b, j)] = perOutput[b];
             return advantages;
         }
-        var processTask = (IProcessRewardTask)task;
-        var stepRewards = new float[kept.Length][];
-        var stepEnds = new int[kept.Length][];
-        var lengths = new int[kept.Length];
-        for (int b = 0; b < kept.Length; b++)
-        {
-            int r = kept[b];
-            lengths[b] = outputs[r].NewTokens;
-            var steps = processTask.StepRewards(outputProblems[r], texts[r]);
-            // A step ends at the token whose text reaches the step's last character.
-            var textEnds = TextEnds(outputs[r].Tokens);
-            var usable = steps.Where(s => s.EndIndex >= 1 && s.EndIndex <= textEnds[^1]).ToArray();
-            stepRewards[b] = usable.Select(s => (float)s.Reward).ToArray();
-            stepEnds[b] = usable.Select(s => Array.FindIndex(textEnds, end => end >= s.EndIndex)).ToArray();
-            if (stepRewards[b].Length == 0 && lengths[b] > 0)
-            {
-                // No step at all: the whole output is one step, scored by its outcome.
-                stepRewards[b] = [reward[r]];
-                stepEnds[b] = [lengths[b] - 1];
-            }
-        }
-        var perToken = Advantages.Process(stepRewards, stepEnds, lengths, G, options);
+        var lengths = kept.Select((_, b) => batch.CompletionLength(b)).ToArray();
+        var perToken = Advantages.Process(kept.Select(r => steps[r].Rewards).ToArray(), kept.Select(r => steps[r].Ends).ToArray(), lengths, G, options);
         for (int b = 0; b < kept.Length; b++)
             for (int j = 0; j < lengths[b]; j++) advantages[batch.CompletionIndex(b, j)] = perToken[b][j];
         return advantages;
-    }
-
-    /// <summary>textEnds[j] = length of the text of tokens 0..j (one character a token for CharTokenizer).</summary>
-    private int[] TextEnds(int[] tokens)
-    {
-        var ends = new int[Math.Max(1, tokens.Length)];
-        for (int j = 0; j < tokens.Length; j++) ends[j] = tokenizer.Decode(tokens.Take(j + 1)).Length;
-        return ends;
     }
 
     /// <summary>The task's verifier for the accuracy metric; one that throws counts as wrong (Rewards has counted the error).</summary>

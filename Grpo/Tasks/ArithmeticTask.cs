@@ -10,7 +10,8 @@
 // string. The verifier reads the number on the first line that starts with "Answer:" (the first, so
 // that hedging with several answers earns nothing) and gives 1 when it equals the reference, else the
 // optional format reward when an answer line with a number is present, else 0. Step rewards for
-// process supervision are ArithmeticSteps.Score's.
+// process supervision are ArithmeticSteps.Score's, then the final answer as one more step (+1 right,
+// -1 missing or wrong), as a reward model would score a solution's last step.
 // Tests: Grpo.Tests/Tasks/ArithmeticTaskTests.cs, ProcessRewardTests.cs.
 using System.Globalization;
 using Grpo.Sampling;
@@ -96,8 +97,18 @@ public sealed class ArithmeticTask : IProcessRewardTask
         return AnswerExtraction.SameNumber(answer, problem.Answer) ? 1.0 : FormatReward;
     }
 
-    public IReadOnlyList<StepReward> StepRewards(Problem problem, string completion) =>
-        ArithmeticSteps.Score(problem.Prompt, problem.Solution, completion);
+    /// <summary>ArithmeticSteps.Score's reasoning steps, then the final answer as the last step: +1 when
+    /// its number is the reference, else -1 (missing, or wrong); it ends at the end of the completion,
+    /// so the answer line (and anything after it) is scored, not left without a reward.</summary>
+    public IReadOnlyList<StepReward> StepRewards(Problem problem, string completion)
+    {
+        var steps = ArithmeticSteps.Score(problem.Prompt, problem.Solution, completion).ToList();
+        var answer = ExtractAnswer(completion);
+        bool right = answer != null && AnswerExtraction.SameNumber(answer, problem.Answer);
+        steps.Add(new StepReward(completion.Length, right ? ArithmeticSteps.CorrectReward : ArithmeticSteps.WrongReward,
+            right ? StepVerdict.Correct : StepVerdict.WrongAnswer));
+        return steps;
+    }
 
     /// <summary>A worked solution: one "a op b = c" line per step, then "Answer: N".</summary>
     public static string SolutionFor(IReadOnlyList<ArithmeticStep> steps) =>

@@ -49,6 +49,8 @@ public enum StepVerdict
     UnknownOperand,
     /// <summary>Right arithmetic on known numbers, but not a step the question needs (or a repeat).</summary>
     NotNeeded,
+    /// <summary>The final answer (the last step) is missing or not the reference.</summary>
+    WrongAnswer,
 }
 
 /// <summary>The reward of one reasoning step. <paramref name="EndIndex"/> is the index in the completion
@@ -58,6 +60,8 @@ public readonly record struct StepReward(int EndIndex, double Reward, StepVerdic
 /// <summary>A task that can score each reasoning step of a completion (process supervision).</summary>
 public interface IProcessRewardTask : IRlTask
 {
-    /// <summary>One reward per step, in order; steps are the completion's lines before its answer line.</summary>
+    /// <summary>One reward per step, in order, each ending at a character index of the completion; a step
+    /// ending at the completion's length ends at its last token (its EOS too). Tokens after the last step
+    /// get no process advantage, so a task's final answer should be a step.</summary>
     IReadOnlyList<StepReward> StepRewards(Problem problem, string completion);
 }
