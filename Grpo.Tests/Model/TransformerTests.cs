@@ -107,6 +107,33 @@ public class TransformerTests
     }
 
     [Fact]
+    public void AGatheredCacheDecodesAsItsSourceRows()
+    {
+        // Two left-padded rows prefilled once, gathered as rows [1, 0, 1]: each gathered row's next
+        // decode steps give the logits its source row gives when decoding the same tokens.
+        var model = Model(Tiny);
+        int B = 2, T = 4, V = Tiny.VocabSize;
+        var tokens = RandomTokens(B * T, V, 9);
+        bool[] keyMask = [true, true, true, true, false, true, true, true];
+        int[] positions = [0, 1, 2, 3, 0, 0, 1, 2];
+        int[] sourceRows = [1, 0, 1];
+        using var _ = Autograd.NoGrad();
+        var source = new KvCache(Tiny, B, capacity: T + 2);
+        model.Forward(tokens, B, T, source, keyMask, positions);
+        var gathered = source.Gather(sourceRows);
+        Assert.Equal(T, gathered.Length);
+        for (int step = 0; step < 2; step++)
+        {
+            int[] next = [3 + step, 5 + step];
+            var expected = model.Forward(next, B, 1, source, positions: [4 + step, 3 + step]);                      // (2, 1, V)
+            var actual = model.Forward(sourceRows.Select(r => next[r]).ToArray(), 3, 1, gathered,
+                positions: sourceRows.Select(r => r == 0 ? 4 + step : 3 + step).ToArray());                        // (3, 1, V)
+            for (int i = 0; i < sourceRows.Length; i++)
+                AssertClose(expected.Data.AsSpan(sourceRows[i] * V, V), actual.Data.AsSpan(i * V, V), 1e-5f, $"step {step}, gathered row {i}");
+        }
+    }
+
+    [Fact]
     public void LeftPaddedRowsMatchUnpaddedRowsAndCache()
     {
         // Row 0 is 6 real tokens. Row 1 is 2 pads then 4 real tokens at positions 0..3; its logits at the

@@ -211,6 +211,24 @@ public class OpsBTests
         GradCheck.AssertOk(GradCheck.Check(t => Op.Attention(t[0], t[1], t[2], keyMask), [q, k, v], headDim, maxPerInput: 12));
     }
 
+    [Theory]
+    [InlineData(24, 1)]   // decoding at the small preset's head: a 16-wide block, an 8-wide block
+    [InlineData(33, 2)]   // 16 + 16 + a scalar tail, two queries
+    [InlineData(7, 3)]    // narrower than any vector
+    public void DecodingAttentionAgreesWithItsDefinitionAtWidthsThatUseEveryVectorPath(int headDim, int time)
+    {
+        // Fewer than four queries score each key with a dot product (K read in place), not through K^T.
+        var rng = new Random(headDim);
+        int batch = 2, keys = 40, kvHeads = 2, queryHeads = 4, offset = keys - time - 3;   // the last 3 keys are never read
+        var q = GradCheck.Random(rng, 1, batch, time, queryHeads, headDim);
+        var k = GradCheck.Random(rng, 1, batch, keys, kvHeads, headDim);
+        var v = GradCheck.Random(rng, 1, batch, keys, kvHeads, headDim);
+        bool[] keyMask = Enumerable.Range(0, batch * keys).Select(i => i % 5 != 2).ToArray();
+        var expected = NaiveAttention(q, k, v, keyMask, offset);
+        var actual = Op.Attention(q.Detach(), k.Detach(), v.Detach(), keyMask, offset).Data;
+        for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(expected[i] - actual[i]) < 1e-5, $"element {i}: {expected[i]} vs {actual[i]}");
+    }
+
     [Fact]
     public void AttentionWithOneKeyReturnsV()
     {

@@ -23,6 +23,27 @@ public class GeneratorTests
         var model = TinyModel();
         var results = Generator.Generate(model, Prompts, 2, new GenerationOptions(8, new SamplerOptions(temperature, topK, topP)), new Rng(3));
         Assert.Equal(Prompts.Length * 2, results.Length);
+        AssertLogProbsOfAFullForwardPass(model, results);
+    }
+
+    [Fact]
+    public void RowsThatOutliveACompactionRecordTheLogProbsOfAFullForwardPass()
+    {
+        // Once half of the rows have ended, the generator moves the live ones into a smaller batch;
+        // the rows decoded after that must still record what a full forward pass gives.
+        var model = TinyModel(4);
+        var sampler = new SamplerOptions(Temperature: 1.5f);
+        // EOS: the token found in the most completions of a free run, so that many rows end early.
+        var free = Generator.Generate(model, Prompts, 8, new GenerationOptions(16, sampler), new Rng(11));
+        int eos = free.SelectMany(r => r.Tokens.Distinct()).GroupBy(t => t).MaxBy(g => g.Count())!.Key;
+        var results = Generator.Generate(model, Prompts, 8, new GenerationOptions(16, sampler, EosToken: eos), new Rng(11));
+        int longest = results.Max(r => r.NewTokens);
+        Assert.True(results.Count(r => r.NewTokens < longest) > results.Length / 2, "no compaction happened: pick another EOS or seed");
+        AssertLogProbsOfAFullForwardPass(model, results);
+    }
+
+    private static void AssertLogProbsOfAFullForwardPass(Transformer model, GenerationResult[] results)
+    {
         foreach (var result in results)
         {
             var prompt = Prompts[result.PromptIndex];

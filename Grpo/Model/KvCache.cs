@@ -7,12 +7,16 @@
 // queryOffset = Length: query t may read keys s <= Length + t only, so the unfilled tail is never
 // read and no copy of the prefix is needed.
 // Memory: 2 * layers * B * capacity * Hkv * D floats (Tiny, B 4, capacity 64: 8 KB per layer side).
-// Tests: Grpo.Tests/Model/TransformerTests.cs (cached logits equal the full forward's, position by position).
+// Gather makes a cache of chosen rows (a row may be taken several times): the generator prefills each
+// prompt once and gathers its row G times, and drops finished rows so decoding stops computing them.
+// Tests: Grpo.Tests/Model/TransformerTests.cs (cached logits equal the full forward's, position by
+// position; a gathered cache decodes as the original rows would).
 namespace Grpo.Model;
 
 public sealed class KvCache
 {
     private readonly float[][] keys, values;   // per layer, (B, capacity, Hkv, D)
+    private readonly TransformerConfig config;
     private readonly int kvHeads, headDim;
 
     public int Batch { get; }
@@ -25,6 +29,7 @@ public sealed class KvCache
     public KvCache(TransformerConfig config, int batch, int capacity)
     {
         if (batch <= 0 || capacity <= 0) throw new ArgumentException($"batch ({batch}) and capacity ({capacity}) must be positive");
+        this.config = config;
         Batch = batch;
         Capacity = capacity;
         kvHeads = config.KvHeads;
@@ -39,6 +44,28 @@ public sealed class KvCache
             values[l] = new float[perLayer];
         }
         KeyMask = new bool[batch * capacity];
+    }
+
+    /// <summary>
+    /// A new cache of sourceRows.Count rows, same capacity and length, whose row i holds a copy of this
+    /// cache's row sourceRows[i]: its filled positions and their key mask (the unfilled tail is not copied).
+    /// </summary>
+    public KvCache Gather(IReadOnlyList<int> sourceRows)
+    {
+        var gathered = new KvCache(config, sourceRows.Count, Capacity) { Length = Length };
+        int rowWidth = kvHeads * headDim, filled = Length * rowWidth;
+        for (int i = 0; i < sourceRows.Count; i++)
+        {
+            int row = sourceRows[i];
+            if ((uint)row >= (uint)Batch) throw new ArgumentOutOfRangeException(nameof(sourceRows), row, $"row outside the cache's batch of {Batch}");
+            for (int l = 0; l < keys.Length; l++)
+            {
+                Array.Copy(keys[l], (long)row * Capacity * rowWidth, gathered.keys[l], (long)i * Capacity * rowWidth, filled);
+                Array.Copy(values[l], (long)row * Capacity * rowWidth, gathered.values[l], (long)i * Capacity * rowWidth, filled);
+            }
+            Array.Copy(KeyMask, row * Capacity, gathered.KeyMask, i * Capacity, Length);
+        }
+        return gathered;
     }
 
     /// <summary>Forgets every cached position (the buffers are reused).</summary>

@@ -76,9 +76,7 @@ public static partial class Op
                 // score_s = sum_d q_d k_sd / sqrt(D), along the rows of K^T (the keys stay contiguous).
                 var scores = scratch.Slice(keyBlock, AttentionLayout.PaddedWidth(allowed, paddedKeys));
                 if (transposeKeys) AttentionLayout.VectorTimesMatrix(qRow, keysT, paddedKeys, scores, accumulate: false);
-                else
-                    for (int key = 0; key < allowed; key++)
-                        scores[key] = TensorPrimitives.Dot(qRow, k.Data.AsSpan(kvAt + key * Hkv * D, D));
+                else AttentionLayout.MatrixTimesVector(k.Data.AsSpan(kvAt), Hkv * D, qRow, scores[..allowed]);
                 var p = scores[..allowed];
                 TensorPrimitives.Multiply(p, scale, p);
                 if (maskBias != null) TensorPrimitives.Add(p, maskBias.AsSpan(b * S, allowed), p);
@@ -205,9 +203,56 @@ file static class AttentionLayout
             }
         }
         if (j == columns) return;
-        var rest = y[j..];
-        for (int r = 0; r < rows; r++)
-            TensorPrimitives.MultiplyAdd(m.Slice(r * stride + j, columns - j), x[r], rest, rest);
+        // The tail of a head (D = 24 is 16 + 8): one TensorPrimitives call per row here cost more in
+        // call overhead than all the vector work above, so eight columns go in one Vector256.
+        if (Vector256.IsHardwareAccelerated && j + 8 <= columns)
+        {
+            ref float x0 = ref MemoryMarshal.GetReference(x);
+            ref float m0 = ref MemoryMarshal.GetReference(m);
+            ref float y0 = ref MemoryMarshal.GetReference(y);
+            for (; j + 8 <= columns; j += 8)
+            {
+                var sum = Vector256.LoadUnsafe(ref y0, (nuint)j);
+                for (int r = 0; r < rows; r++)
+                    sum = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref x0, r)), Vector256.LoadUnsafe(ref m0, (nuint)((long)r * stride + j)), sum);
+                sum.StoreUnsafe(ref y0, (nuint)j);
+            }
+        }
+        for (; j < columns; j++)
+        {
+            float sum = y[j];
+            for (int r = 0; r < rows; r++) sum += x[r] * m[r * stride + j];
+            y[j] = sum;
+        }
+    }
+
+    /// <summary>y_r = sum_d x_d m[r * stride + d] for r &lt; y.Length: every row of a matrix whose rows lie
+    /// stride apart, dotted with x. Decoding scores its keys this way, K read in place; a
+    /// TensorPrimitives.Dot per key spent more in call overhead than in arithmetic at D = 24 or 32.</summary>
+    public static void MatrixTimesVector(ReadOnlySpan<float> m, int stride, ReadOnlySpan<float> x, Span<float> y)
+    {
+        int width = x.Length;
+        if (y.Length == 0) return;
+        if ((long)(y.Length - 1) * stride + width > m.Length) throw new ArgumentException("MatrixTimesVector: matrix too short");
+        ref float x0 = ref MemoryMarshal.GetReference(x);
+        ref float m0 = ref MemoryMarshal.GetReference(m);
+        int vectorWidth = Vector512.IsHardwareAccelerated ? width & ~15 : 0;
+        int halfVectorWidth = Vector256.IsHardwareAccelerated ? width & ~7 : 0;
+        for (int r = 0; r < y.Length; r++)
+        {
+            ref float row = ref Unsafe.Add(ref m0, (nint)((long)r * stride));
+            var sum512 = Vector512<float>.Zero;
+            int d = 0;
+            for (; d < vectorWidth; d += 16)
+                sum512 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref x0, (nuint)d), Vector512.LoadUnsafe(ref row, (nuint)d), sum512);
+            var sum256 = Vector256<float>.Zero;
+            for (; d < halfVectorWidth; d += 8)
+                sum256 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref x0, (nuint)d), Vector256.LoadUnsafe(ref row, (nuint)d), sum256);
+            // One horizontal sum a key: the 8-wide part joins the 16-wide one first.
+            float sum = Vector512.Sum(sum512 + Vector512.Create(sum256, Vector256<float>.Zero));
+            for (; d < width; d++) sum += Unsafe.Add(ref x0, d) * Unsafe.Add(ref row, d);
+            y[r] = sum;
+        }
     }
 
     /// <summary>m[r * stride + j] += x_r y_j for every r < x.Length and j < y.Length: a rank-one update,

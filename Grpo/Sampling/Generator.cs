@@ -8,10 +8,14 @@
 //   padded row computes exactly what it computes alone (no key of it ever sees a pad; a pad's own
 //   query has no allowed key and outputs zeros). Right alignment puts every row's last prompt token
 //   in the same column, so all rows then decode in lock step, one column per step.
-// Steps: one Forward over the whole prompt block fills the cache (prefill); then each step samples
-//   one token for every live row from its last logits and runs one Forward of (R, 1). Rows that have
-//   finished keep computing (their new key is masked) until all are done: simplest, and the batch
-//   shape never changes.
+// Steps: one Forward over the block of distinct prompts fills a cache (prefill); each prompt's cache
+//   row and last logits are then copied to its G sample rows (KvCache.Gather), since G identical
+//   prefills would compute the same thing G times (the prefill was about 40% of sampling time at
+//   G = 16). Then each step samples one token for every live row from its last logits and runs one
+//   Forward of (R', 1) over the rows still in the cache. A finished row stays in the batch (its new
+//   key masked) until half the batch has finished; then the cache gathers the live rows into a batch
+//   of their size (completion lengths vary, 10 to 48 tokens in the demo, so the tail of a batch was
+//   mostly finished rows). Halving bounds the copying to about one cache's worth in all.
 // Stops: a row ends at the EOS token, at one of the stop token sequences (both kept in the
 //   completion, so the policy learns to stop), or after MaxNewTokens (then Truncated = true).
 // Log-probs: LogProbs[i] = log softmax(logits)[token_i] at temperature 1, the policy's own
@@ -53,35 +57,44 @@ public static class Generator
         int promptWidth = prompts.Max(p => p.Length);
 
         using var noGrad = Autograd.NoGrad();
-        var cache = new KvCache(config, rows, promptWidth + maxNew);
 
-        // Prefill: the prompt block, right-aligned (left padding).
-        var blockTokens = new int[rows * promptWidth];
-        var blockMask = new bool[rows * promptWidth];
-        var blockPositions = new int[rows * promptWidth];
-        var promptLengths = new int[rows];
-        for (int row = 0; row < rows; row++)
+        // Prefill: the distinct prompts (P rows), right-aligned (left padding).
+        int promptCount = prompts.Count;
+        var blockTokens = new int[promptCount * promptWidth];
+        var blockMask = new bool[promptCount * promptWidth];
+        var blockPositions = new int[promptCount * promptWidth];
+        for (int p = 0; p < promptCount; p++)
         {
-            var prompt = prompts[row / samplesPerPrompt];
+            var prompt = prompts[p];
             int pad = promptWidth - prompt.Length;
-            promptLengths[row] = prompt.Length;
             for (int t = 0; t < promptWidth; t++)
             {
-                int i = row * promptWidth + t;
+                int i = p * promptWidth + t;
                 bool real = t >= pad;
                 blockTokens[i] = real ? prompt[t - pad] : 0;
                 blockMask[i] = real;
                 blockPositions[i] = real ? t - pad : 0;
             }
         }
-        var logits = model.Forward(blockTokens, rows, promptWidth, cache, blockMask, blockPositions); // (R, Tmax, V)
-        int logitsStride = promptWidth * vocab, lastColumn = (promptWidth - 1) * vocab;
+        var promptCache = new KvCache(config, promptCount, promptWidth + maxNew);
+        var prefill = model.Forward(blockTokens, promptCount, promptWidth, promptCache, blockMask, blockPositions); // (P, Tmax, V)
+
+        // Row r starts as a copy of its prompt's row: the cache, and the logits of the last prompt column.
+        var promptOfRow = Enumerable.Range(0, rows).Select(row => row / samplesPerPrompt).ToArray();
+        var cache = promptCache.Gather(promptOfRow);
+        var promptLengths = promptOfRow.Select(p => prompts[p].Length).ToArray();
+        var logits = new float[rows * vocab];   // (R, V): each row's next-token logits
+        for (int row = 0; row < rows; row++)
+            prefill.Data.AsSpan((promptOfRow[row] * promptWidth + promptWidth - 1) * vocab, vocab).CopyTo(logits.AsSpan(row * vocab));
 
         // Decode: one token per live row per step. Completions live in flat (R, maxNew) arrays.
+        // Cache row (slot) s decodes output row slotRows[s]; slots stay in row order, so the rng
+        // draws for the rows in the same order whether or not the batch has been compacted.
         var completions = new int[rows * maxNew];
         var logProbs = new float[rows * maxNew];
         var lengths = new int[rows];
         var finish = new FinishReason?[rows];
+        var slotRows = Enumerable.Range(0, rows).ToArray();
         var stepTokens = new int[rows];
         var stepMask = new bool[rows];
         var stepPositions = new int[rows];
@@ -90,24 +103,32 @@ public static class Generator
         for (int step = 0; step < maxNew; step++)
         {
             int live = 0;
-            for (int row = 0; row < rows; row++)
+            for (int slot = 0; slot < slotRows.Length; slot++)
             {
-                if (finish[row] is not null) { stepMask[row] = false; continue; }
-                var rowLogits = logits.Data.AsSpan(row * logitsStride + lastColumn, vocab);
+                int row = slotRows[slot];
+                if (finish[row] is not null) { stepMask[slot] = false; continue; }
+                var rowLogits = logits.AsSpan(slot * vocab, vocab);
                 int token = Sampler.Sample(rowLogits, options.Sampler, rng, probabilities, order);
                 int at = row * maxNew + lengths[row]++;
                 completions[at] = token;
                 logProbs[at] = Sampler.LogProbability(rowLogits, token);
                 finish[row] = FinishOf(completions.AsSpan(row * maxNew, lengths[row]), options);
-                stepTokens[row] = token;
-                stepMask[row] = true;
-                stepPositions[row] = promptLengths[row] + step;
+                stepTokens[slot] = token;
+                stepMask[slot] = true;
+                stepPositions[slot] = promptLengths[row] + step;
                 if (finish[row] is null) live++;
             }
             if (live == 0) break;
-            logits = model.Forward(stepTokens, rows, 1, cache, stepMask, stepPositions); // (R, 1, V)
-            logitsStride = vocab;
-            lastColumn = 0;
+            if (live <= slotRows.Length / 2)
+            {
+                var keep = Enumerable.Range(0, slotRows.Length).Where(slot => finish[slotRows[slot]] is null).ToArray();
+                cache = cache.Gather(keep);
+                slotRows = keep.Select(slot => slotRows[slot]).ToArray();
+                stepTokens = keep.Select(slot => stepTokens[slot]).ToArray();
+                stepPositions = keep.Select(slot => stepPositions[slot]).ToArray();
+                stepMask = Enumerable.Repeat(true, live).ToArray();
+            }
+            logits = model.Forward(stepTokens, slotRows.Length, 1, cache, stepMask, stepPositions).Data; // (R', 1, V)
         }
 
         var results = new GenerationResult[rows];
