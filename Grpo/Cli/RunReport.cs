@@ -35,7 +35,7 @@ public static class RunReport
         var ks = before.PassAtK.Keys.Select(k => (double)k).ToArray();
         Plots.Line(Path.Combine(runDir, "pass_maj_at_k.png"), "Held-out pass@K and maj@K (DeepSeekMath Figure 7)", "K", "accuracy",
             [new("pass@K before", ks, before.PassAtK.Values.ToArray()), new("pass@K after", ks, after.PassAtK.Values.ToArray()),
-             new("maj@K before", ks, before.MajAtK.Values.ToArray()), new("maj@K after", ks, after.MajAtK.Values.ToArray())], logX: true);
+             new("maj@K before", ks, before.MajAtK.Values.ToArray()), new("maj@K after", ks, after.MajAtK.Values.ToArray())], logX: true, legendOutside: true);
 
         var report = new StringBuilder();
         report.AppendLine("# Grpo demo run").AppendLine();
