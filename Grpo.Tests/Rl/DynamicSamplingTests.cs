@@ -44,4 +44,32 @@ public class DynamicSamplingTests
         Assert.Equal(1.0, metrics.ZeroStdGroupFraction);
         Assert.Equal(groupsTrained, metrics.GroupsTrained);
     }
+
+    private sealed class ConstantTask(double reward) : IRlTask
+    {
+        public string Name => "constant";
+        public Problem SampleTraining(Rng rng) => new("Say a word:", "0", "a");
+        public IReadOnlyList<Problem> HeldOut(int count) => [];
+        public string? ExtractAnswer(string completion) => null;
+        public double Reward(Problem problem, string completion) => reward;
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void DynamicSamplingDropsGroupsWhoseRewardsAreAllEqual(bool dynamicSampling)
+    {
+        // Every output gets reward 1, so every group has std 0: with dynamic sampling nothing is trained
+        // on (and the weights do not move); without it every group is kept, with advantages 0.
+        var tokenizer = new CharTokenizer(ArithmeticTask.Alphabet);
+        var model = new Transformer(TransformerConfig.Tiny with { VocabSize = tokenizer.VocabSize }, seed: 3);
+        var before = model.Parameters.Select(p => (float[])p.Value.Data.Clone()).ToArray();
+        var settings = new GrpoSettings { QuestionsPerStep = 3, GroupSize = 4, MaxNewTokens = 2, MaskTruncated = false, DynamicSampling = dynamicSampling };
+        var task = new ConstantTask(1);
+        var metrics = new GrpoTrainer(model, task, tokenizer, settings, Rewards.ForTask(task)).Step();
+        Assert.Equal(1.0, metrics.ZeroStdGroupFraction);
+        Assert.Equal(dynamicSampling ? 0 : 3, metrics.GroupsTrained);
+        if (dynamicSampling)
+            for (int i = 0; i < before.Length; i++) Assert.Equal(before[i], model.Parameters[i].Value.Data);
+    }
 }
