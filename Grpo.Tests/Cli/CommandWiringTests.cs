@@ -154,6 +154,26 @@ public sealed class CommandWiringTests : IDisposable
     }
 
     [Fact]
+    public void TheDemoFromScratchRunsItsOwnShortSft()
+    {
+        // 5 SFT steps: the warm-up (50 by default) shrinks to a tenth of the run instead of refusing.
+        string name = "wiring-test-" + Guid.NewGuid().ToString("N")[..8];
+        string runDir = Path.Combine("runs", name);
+        try
+        {
+            var (code, _, error) = Run("demo", "--name", name, "--from-scratch", "--sft-steps", "5", "--steps", "1",
+                "--questions-per-step", "1", "--group-size", "2", "--eval-problems", "2", "--eval-samples", "1", "--max-new-tokens", "8");
+            Assert.True(code == 0, error);
+            Assert.True(File.Exists(Path.Combine(runDir, "sft", "model.safetensors")));
+            Assert.True(File.Exists(Path.Combine(runDir, "summary.json")));
+        }
+        finally
+        {
+            if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void HelpListsEveryCommandAndEachCommandHasHelp()
     {
         string[] commands = ["demo", "sft", "grpo", "eval", "sample", "tokenize", "explain", "reward", "bench", "check"];

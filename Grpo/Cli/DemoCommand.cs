@@ -63,7 +63,8 @@ public static class DemoCommand
         Transformer policy;
         if (demo.FromScratch)
         {
-            var sft = new SftSettings { Steps = demo.SftSteps };
+            // The warm-up is at most a tenth of the run, so a short --sft-steps still has room to train.
+            var sft = new SftSettings { Steps = demo.SftSteps, WarmupSteps = Math.Min(new SftSettings().WarmupSteps, demo.SftSteps / 10) };
             policy = SftCommand.Train(sft, task, tokenizer, null, Path.Combine(runDir, "sft"), out _);
         }
         else
