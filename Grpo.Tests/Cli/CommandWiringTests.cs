@@ -11,6 +11,8 @@ using Grpo.Tests.Model;
 
 namespace Grpo.Tests.Cli;
 
+// Commands run in-process share Console and Spectre.Console's display: the "Console" collection runs alone.
+[Collection("Console")]
 public sealed class CommandWiringTests : IDisposable
 {
     private readonly string temp = Directory.CreateTempSubdirectory("grpo-wiring-").FullName;

@@ -6,6 +6,8 @@ using Grpo.Cli;
 
 namespace Grpo.Tests.Cli;
 
+// Commands run in-process share Console and Spectre.Console's display: the "Console" collection runs alone.
+[Collection("Console")]
 public class ExperimentCommandTests : IDisposable
 {
     private readonly string folder = Path.Combine(Path.GetTempPath(), "grpo-experiment-" + Guid.NewGuid().ToString("N"));

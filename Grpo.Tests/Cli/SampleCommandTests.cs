@@ -5,6 +5,8 @@ using Grpo.Model;
 
 namespace Grpo.Tests.Cli;
 
+// Commands run in-process share Console and Spectre.Console's display: the "Console" collection runs alone.
+[Collection("Console")]
 public class SampleCommandTests : IDisposable
 {
     private readonly string folder = Path.Combine(Path.GetTempPath(), "grpo-sample-" + Guid.NewGuid().ToString("N"));
