@@ -191,7 +191,7 @@ public static class ExperimentCommand
             Progress.Run(label, settings.Steps, advance =>
                 result = TrainingCurve.Run(label, policy, task, tokenizer, settings, curve, startPoint!, onStep: m =>
                 {
-                    log.WriteLine(JsonSerializer.Serialize(m, ExperimentReport.MetricsJson));
+                    log.WriteLine(JsonSerializer.Serialize(m, TrainingRun.MetricsJson));
                     log.Flush();
                     advance($"reward {m.RewardMean:F2}, kl {m.Kl:F4}");
                 }));

@@ -18,7 +18,6 @@ namespace Grpo.Cli;
 
 public static class ExperimentReport
 {
-    public static readonly JsonSerializerOptions MetricsJson = new(SettingsBinder<GrpoSettings>.Json) { WriteIndented = false };
 
     /// <summary>An arm's folder name: "GRPO+PS" -> "grpo-ps", "reset every 30" -> "reset-every-30".</summary>
     public static string Slug(string label) =>

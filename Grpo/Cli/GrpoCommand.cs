@@ -19,12 +19,6 @@ namespace Grpo.Cli;
 
 public static class GrpoCommand
 {
-    private static readonly JsonSerializerOptions MetricsJson = new(SettingsBinder<GrpoSettings>.Json)
-    {
-        WriteIndented = false,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,   // a skipped step's NaN loss is "NaN"
-    };
-
     public static Command Create()
     {
         var command = new Command("grpo", "Train a model with GRPO (DeepSeekMath Algorithm 1), Online RFT or RFT on a task, from a checkpoint or a Hugging Face folder");
@@ -106,7 +100,7 @@ public static class GrpoCommand
                     var m = trainer.Step();
                     metrics.Add(m);
                     // The line goes out before the checkpoint: metrics.jsonl never lacks a step a checkpoint holds.
-                    log.WriteLine(JsonSerializer.Serialize(m, MetricsJson));
+                    log.WriteLine(JsonSerializer.Serialize(m, TrainingRun.MetricsJson));
                     log.Flush();
                     training.Record(m.Step, m.Skipped);
                     if (training.CheckpointDue(m.Step, settings.Steps))

@@ -64,12 +64,6 @@ public sealed class SftSettings
 
 public static class SftCommand
 {
-    private static readonly JsonSerializerOptions MetricsJson = new(SettingsBinder<SftSettings>.Json)
-    {
-        WriteIndented = false,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,   // a skipped step's NaN loss is "NaN"
-    };
-
     public static Command Create()
     {
         var command = new Command("sft", "Supervised fine-tuning on a task's worked solutions (the warm-up before GRPO), from a fresh model or a model folder");
@@ -160,7 +154,7 @@ public static class SftCommand
                     {
                         step = step + 1, loss = result.Loss, gradNorm = result.GradNorm, learningRate = result.LearningRate,
                         tokens = result.Tokens, skipped = result.Skipped,
-                    }, MetricsJson));
+                    }, TrainingRun.MetricsJson));
                     log.Flush();
                     training.Record(step + 1, result.Skipped);
                     if (training.CheckpointDue(step + 1, settings.Steps)) training.Save(step + 1, model, optimizer, rng, Extra(step + 1), tokenizer: tokenizer);

@@ -24,6 +24,7 @@ using System.Text.Json.Nodes;
 using Grpo.Model;
 using Grpo.Tasks;
 using Grpo.Optim;
+using Grpo.Rl;
 using Grpo.Sampling;
 using Spectre.Console;
 
@@ -65,6 +66,14 @@ public sealed class RunOptionSet
 
 public sealed class TrainingRun
 {
+    /// <summary>How every training command writes a metrics.jsonl line: one line, camelCase, and a
+    /// skipped step's NaN loss as "NaN" rather than an exception.</summary>
+    public static readonly JsonSerializerOptions MetricsJson = new(SettingsBinder<GrpoSettings>.Json)
+    {
+        WriteIndented = false,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
     public const string MetricsFile = "metrics.jsonl";
     private const string BadStepsKey = "badStepsInARow";
 

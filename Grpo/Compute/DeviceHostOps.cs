@@ -55,7 +55,7 @@ public sealed partial class Device
     public void Scale(ReadOnlySpan<float> a, float s, Span<float> y)
     {
         if (IsCpu) { TensorPrimitives.Multiply(a, s, y); return; }
-        using var deviceA = Upload(a);
+        using var deviceA = UploadToPool<float>(a);
         using var deviceY = Pool.Rent<float>(y.Length);
         ElementwiseKernels.Scale(this, deviceA.View, s, deviceY.View);
         deviceY.Download(y);
@@ -65,7 +65,7 @@ public sealed partial class Device
     public void Exp(ReadOnlySpan<float> a, Span<float> y)
     {
         if (IsCpu) { TensorPrimitives.Exp(a, y); return; }
-        using var deviceA = Upload(a);
+        using var deviceA = UploadToPool<float>(a);
         using var deviceY = Pool.Rent<float>(y.Length);
         ElementwiseKernels.Exp(this, deviceA.View, deviceY.View);
         deviceY.Download(y);
@@ -84,19 +84,13 @@ public sealed partial class Device
                 cpu(a.Slice(start, b.Length), b, y.Slice(start, b.Length));
             return;
         }
-        using var deviceA = Upload(a);
-        using var deviceB = Upload(b);
+        using var deviceA = UploadToPool<float>(a);
+        using var deviceB = UploadToPool<float>(b);
         using var deviceY = Pool.Rent<float>(y.Length);
         kernel(this, deviceA.View, deviceB.View, deviceY.View);
         deviceY.Download(y);
     }
 
-    private PooledBuffer<float> Upload(ReadOnlySpan<float> host)
-    {
-        var buffer = Pool.Rent<float>(host.Length);
-        buffer.Upload(host);
-        return buffer;
-    }
 
     /// <summary>The CPU reference product c (+)= op(a) @ op(b), transposing into scratch arrays first.</summary>
     private static void CpuProduct(ReadOnlySpan<float> a, bool transposeA, ReadOnlySpan<float> b, bool transposeB,
