@@ -62,7 +62,7 @@ internal static class CheckTrainingCases
                 optimizer.Slots[1].Value.AccumulateGrad(gradNorm);
                 step(optimizer);
             }
-            return [optimizer.Slots[0].Value.Data, optimizer.Slots[0].M, optimizer.Slots[0].V, optimizer.Slots[1].Value.Data];
+            return [optimizer.Slots[0].Value.Data, optimizer.Slots[0].M.Data, optimizer.Slots[0].V.Data, optimizer.Slots[1].Value.Data];
         }
         return Outputs("adamw", $"({rows}, {cols}) + ({cols}), 2 steps", () => Run(o => o.Step()), d => Run(o => AdamWKernels.Host.Step(d, o)),
             ("matrix after the steps", 1e-6), ("matrix m", 1e-5), ("matrix v", 1e-5), ("norm weight after", 1e-6));

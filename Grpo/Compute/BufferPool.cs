@@ -45,7 +45,7 @@ public sealed class BufferPool(Accelerator accelerator) : IDisposable
         return new PooledBuffer<T>(this, buffer, length);
     }
 
-    /// <summary>A new device buffer; when the device is full, the free cached buffers go back and it tries
+    /// <summary>A new device buffer; when the device is full, dead tensors' and free cached buffers go back and it tries
     /// once more, then fails with one line naming the size asked for and the size free.</summary>
     private MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long capacity) where T : unmanaged
     {
@@ -53,6 +53,9 @@ public sealed class BufferPool(Accelerator accelerator) : IDisposable
         try { return accelerator.Allocate1D<T>(capacity); }
         catch (Exception first) when (DeviceMemory.IsOutOfMemory(first))
         {
+            // Tensors no longer referenced give their buffers back in their finalizers: run them first.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
             Trim();
             try { return accelerator.Allocate1D<T>(capacity); }
             catch (Exception second) when (DeviceMemory.IsOutOfMemory(second))

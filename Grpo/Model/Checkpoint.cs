@@ -50,8 +50,8 @@ public static class Checkpoint
         var moments = new List<(string, Tensor)>();
         foreach (var slot in optimizer.Slots)
         {
-            moments.Add(("m." + slot.Name, new Tensor(slot.M, slot.Value.Shape)));
-            moments.Add(("v." + slot.Name, new Tensor(slot.V, slot.Value.Shape)));
+            moments.Add(("m." + slot.Name, slot.M));
+            moments.Add(("v." + slot.Name, slot.V));
         }
         SafeTensors.Write(Path.Combine(folder, OptimizerFile), moments);
         var state = new JsonObject
@@ -103,8 +103,8 @@ public static class Checkpoint
         using (var reader = new SafeTensorsReader(optimizerPath))
             foreach (var slot in optimizer.Slots)
             {
-                CopyChecked(reader, "m." + slot.Name, new Tensor(slot.M, slot.Value.Shape));
-                CopyChecked(reader, "v." + slot.Name, new Tensor(slot.V, slot.Value.Shape));
+                CopyChecked(reader, "m." + slot.Name, slot.M);
+                CopyChecked(reader, "v." + slot.Name, slot.V);
             }
         optimizer.StepCount = step;
         rng.State = rngState;
@@ -154,6 +154,6 @@ public static class Checkpoint
         var shape = reader.Entry(name).Shape;
         if (!shape.AsSpan().SequenceEqual(target.Shape))
             throw new ModelFormatException($"{reader.Path}: tensor '{name}' has shape [{string.Join(", ", shape)}], the config needs [{string.Join(", ", target.Shape)}]");
-        reader.Read(name).Data.CopyTo(target.Data, 0);
+        target.CopyFrom(reader.Read(name).Data);
     }
 }

@@ -156,10 +156,11 @@ public static partial class CheckpointStore
                     return $"{what} holds {(float.IsNaN(values[i]) ? "NaN" : values[i] > 0 ? "+infinity" : "-infinity")} at index {i}";
             return null;
         }
+        static float[] Host(Tensor t) => t.IsOnDevice ? t.ToArray() : t.Data;
         foreach (var (name, value) in model.Parameters)
-            if (Find(value.Data, $"weight '{name}'") is { } problem) return problem;
+            if (Find(Host(value), $"weight '{name}'") is { } problem) return problem;
         foreach (var slot in optimizer.Slots)
-            if ((Find(slot.M, $"AdamW's first moment of '{slot.Name}'") ?? Find(slot.V, $"AdamW's second moment of '{slot.Name}'")) is { } problem) return problem;
+            if ((Find(Host(slot.M), $"AdamW's first moment of '{slot.Name}'") ?? Find(Host(slot.V), $"AdamW's second moment of '{slot.Name}'")) is { } problem) return problem;
         return null;
     }
 

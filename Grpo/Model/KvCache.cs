@@ -9,13 +9,19 @@
 // Memory: 2 * layers * B * capacity * Hkv * D floats (Tiny, B 4, capacity 64: 8 KB per layer side).
 // Gather makes a cache of chosen rows (a row may be taken several times): the generator prefills each
 // prompt once and gathers its row G times, and drops finished rows so decoding stops computing them.
+// On a GPU the buffers are device arrays and the copies are kernels (Compute/Kernels/CacheKernels.cs);
+// the key mask stays on the host (the attention op uploads it).
 // Tests: Grpo.Tests/Model/TransformerTests.cs (cached logits equal the full forward's, position by
-// position; a gathered cache decodes as the original rows would).
+// position; a gathered cache decodes as the original rows would), Grpo.Tests/Compute/DeviceTensorTests.cs.
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+
 namespace Grpo.Model;
 
 public sealed class KvCache
 {
-    private readonly float[][] keys, values;   // per layer, (B, capacity, Hkv, D)
+    private readonly float[][] keys, values;   // per layer, (B, capacity, Hkv, D), on the host
+    private readonly DeviceArray[] deviceKeys, deviceValues;   // the same on a GPU
     private readonly TransformerConfig config;
     private readonly int kvHeads, headDim;
 
@@ -26,7 +32,11 @@ public sealed class KvCache
     /// <summary>(B * capacity): false where a cached position is padding.</summary>
     public bool[] KeyMask { get; }
 
-    public KvCache(TransformerConfig config, int batch, int capacity)
+    public Device Device { get; }
+
+    public KvCache(TransformerConfig config, int batch, int capacity) : this(config, batch, capacity, Device.Cpu) { }
+
+    public KvCache(TransformerConfig config, int batch, int capacity, Device device)
     {
         if (batch <= 0 || capacity <= 0) throw new ArgumentException($"batch ({batch}) and capacity ({capacity}) must be positive");
         this.config = config;
@@ -36,12 +46,23 @@ public sealed class KvCache
         headDim = config.HeadDim;
         long perLayer = (long)batch * capacity * kvHeads * headDim;
         if (perLayer > Array.MaxLength) throw new ArgumentException($"a cache of {perLayer} floats per layer is too large for one array");
-        keys = new float[config.Layers][];
-        values = new float[config.Layers][];
+        Device = device;
+        keys = device.IsCpu ? new float[config.Layers][] : [];
+        values = device.IsCpu ? new float[config.Layers][] : [];
+        deviceKeys = device.IsCpu ? [] : new DeviceArray[config.Layers];
+        deviceValues = device.IsCpu ? [] : new DeviceArray[config.Layers];
         for (int l = 0; l < config.Layers; l++)
         {
-            keys[l] = new float[perLayer];
-            values[l] = new float[perLayer];
+            if (device.IsCpu)
+            {
+                keys[l] = new float[perLayer];
+                values[l] = new float[perLayer];
+            }
+            else
+            {
+                deviceKeys[l] = new DeviceArray(device, perLayer, zero: true);
+                deviceValues[l] = new DeviceArray(device, perLayer, zero: true);
+            }
         }
         KeyMask = new bool[batch * capacity];
     }
@@ -52,12 +73,22 @@ public sealed class KvCache
     /// </summary>
     public KvCache Gather(IReadOnlyList<int> sourceRows)
     {
-        var gathered = new KvCache(config, sourceRows.Count, Capacity) { Length = Length };
+        var gathered = new KvCache(config, sourceRows.Count, Capacity, Device) { Length = Length };
         int rowWidth = kvHeads * headDim, filled = Length * rowWidth;
+        foreach (int row in sourceRows)
+            if ((uint)row >= (uint)Batch) throw new ArgumentOutOfRangeException(nameof(sourceRows), row, $"row outside the cache's batch of {Batch}");
+        if (!Device.IsCpu)
+        {
+            using var rows = Device.UploadToPool<int>(sourceRows.ToArray());
+            for (int l = 0; l < deviceKeys.Length; l++)
+            {
+                CacheKernels.Gather(Device, deviceKeys[l].View, rows.View, gathered.deviceKeys[l].View, Length, Capacity, rowWidth);
+                CacheKernels.Gather(Device, deviceValues[l].View, rows.View, gathered.deviceValues[l].View, Length, Capacity, rowWidth);
+            }
+        }
         for (int i = 0; i < sourceRows.Count; i++)
         {
             int row = sourceRows[i];
-            if ((uint)row >= (uint)Batch) throw new ArgumentOutOfRangeException(nameof(sourceRows), row, $"row outside the cache's batch of {Batch}");
             for (int l = 0; l < keys.Length; l++)
             {
                 Array.Copy(keys[l], (long)row * Capacity * rowWidth, gathered.keys[l], (long)i * Capacity * rowWidth, filled);
@@ -68,12 +99,18 @@ public sealed class KvCache
         return gathered;
     }
 
+    /// <summary>Gives a GPU cache's memory back now (the cache must not be used after).</summary>
+    public void Release()
+    {
+        foreach (var array in deviceKeys.Concat(deviceValues)) array.Release();
+    }
+
     /// <summary>Forgets every cached position (the buffers are reused).</summary>
     public void Reset() => Length = 0;
 
     internal void CheckFits(TransformerConfig config, int batch, int newTokens)
     {
-        if (config.Layers != keys.Length || config.KvHeads != kvHeads || config.HeadDim != headDim)
+        if (config.Layers != Math.Max(keys.Length, deviceKeys.Length) || config.KvHeads != kvHeads || config.HeadDim != headDim)
             throw new ArgumentException("this cache was made for a model of another shape");
         if (batch != Batch) throw new ArgumentException($"cache holds batch {Batch}, forward got {batch}");
         if (Length + newTokens > Capacity)
@@ -91,6 +128,12 @@ public sealed class KvCache
     internal (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
     {
         int T = k.Dim(1), rowWidth = kvHeads * headDim;
+        if (!Device.IsCpu)
+        {
+            CacheKernels.Write(Device, k.View, deviceKeys[layer].View, Batch, T, Capacity, Length, rowWidth);
+            CacheKernels.Write(Device, v.View, deviceValues[layer].View, Batch, T, Capacity, Length, rowWidth);
+            return (new Tensor(deviceKeys[layer], Batch, Capacity, kvHeads, headDim), new Tensor(deviceValues[layer], Batch, Capacity, kvHeads, headDim));
+        }
         for (int b = 0; b < Batch; b++)
         {
             int source = b * T * rowWidth, target = (b * Capacity + Length) * rowWidth;

@@ -64,7 +64,7 @@ public static class SafeTensors
             BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
             stream.Write(length);
             stream.Write(headerBytes);
-            foreach (var (_, value) in list) WriteLittleEndian(stream, value.Data);
+            foreach (var (_, value) in list) WriteLittleEndian(stream, value.IsOnDevice ? value.ToArray() : value.Data);
         });
     }
 

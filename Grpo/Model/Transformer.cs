@@ -11,7 +11,10 @@
 // residual stream (o_proj, down_proj) N(0, 0.02 / sqrt(2 * layers)) so the residual's variance does
 // not grow with depth; norm weights 1, biases 0; all drawn from one seeded Rng in parameter order.
 // The second Forward decodes incrementally through a KvCache (Model/KvCache.cs), under NoGrad.
+// Device: the parameters live on one Device; To(device) gives a copy there (the GPU runs the same
+// Run below, each op taking its kernel path). Inputs (tokens, masks, positions) stay host arrays.
 // Tests: Grpo.Tests/Model/TransformerTests.cs, and against PyTorch in Grpo.Tests/Model/PyTorchFixtureTests.cs.
+using Grpo.Compute;
 using Grpo.Ops;
 using Grpo.Sampling;
 
@@ -29,6 +32,8 @@ public sealed class Transformer
     private readonly Layer[] layers;
 
     public TransformerConfig Config { get; }
+    /// <summary>Where the parameters live.</summary>
+    public Device Device { get; }
 
     /// <summary>Every trainable tensor with its Hugging Face name, in state-dict order.</summary>
     public IReadOnlyList<(string Name, Tensor Value)> Parameters { get; }
@@ -36,28 +41,26 @@ public sealed class Transformer
     public Transformer(TransformerConfig config, ulong seed) : this(config, new Rng(seed)) { }
 
     /// <summary>With rng null the matrices are left zero (for loading weights into).</summary>
-    internal Transformer(TransformerConfig config, Rng? rng)
+    internal Transformer(TransformerConfig config, Rng? rng, Device? device = null)
     {
         config.Validate();
         Config = config;
+        Device = device ?? Device.Cpu;
         int C = config.Dim, F = config.FfnDim, V = config.VocabSize, kvDim = config.KvHeads * config.HeadDim;
         float std = 0.02f, residualStd = 0.02f / MathF.Sqrt(2 * config.Layers);
         var parameters = new List<(string, Tensor)>();
 
-        Tensor Add(string name, float initStd, params int[] shape)
+        Tensor Add(string name, float initStd, params int[] shape) => AddFilled(name, initStd, 0f, shape);
+        Tensor Ones(string name, int size) => AddFilled(name, 0, 1f, size);
+        Tensor AddFilled(string name, float initStd, float fill, params int[] shape)
         {
             var data = new float[Tensor.SizeOf(shape)];
-            if (rng != null)
+            if (fill != 0) Array.Fill(data, fill);
+            else if (rng != null)
                 for (int i = 0; i < data.Length; i++) data[i] = initStd * rng.NextGaussian();
-            var tensor = Tensor.Parameter(data, shape);
+            var tensor = Device.IsCpu ? Tensor.Parameter(data, shape) : new Tensor(DeviceArray.Upload(Device, data), shape) { RequiresGrad = true };
             tensor.Name = name;
             parameters.Add((name, tensor));
-            return tensor;
-        }
-        Tensor Ones(string name, int size)
-        {
-            var tensor = Add(name, 0, size);
-            Array.Fill(tensor.Data, 1f);
             return tensor;
         }
 
@@ -87,6 +90,17 @@ public sealed class Transformer
         finalNorm = Ones("model.norm.weight", C);
         lmHead = config.TiedEmbeddings ? embedTokens : Add("lm_head.weight", std, V, C);
         Parameters = parameters;
+    }
+
+    /// <summary>This model on device: itself when it is there already, else a copy of its weights there.</summary>
+    public Transformer To(Device device) => device == Device ? this : CopyTo(device);
+
+    /// <summary>A copy of the weights on device (a new model, even on the same device).</summary>
+    public Transformer CopyTo(Device device)
+    {
+        var copy = new Transformer(Config, null, device);
+        for (int i = 0; i < Parameters.Count; i++) copy.Parameters[i].Value.CopyFrom(Parameters[i].Value);
+        return copy;
     }
 
     /// <summary>Logits (B, T, V) for a batch of sequences. keyMask (B*T) is false at padding; positions (B*T) default to 0..T-1 in each row.</summary>

@@ -23,6 +23,9 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using ILGPU;
 
 namespace Grpo.Ops;
 
@@ -43,6 +46,7 @@ public static partial class Op
         int offset = queryOffset == -1 ? S - T : queryOffset;
         int group = Hq / Hkv;
         float scale = 1f / MathF.Sqrt(D);
+        if (OnGpu("Attention", q, k, v)) return AttentionOnDevice(q, k, v, keyMask, B, T, S, Hq, Hkv, D, offset, scale);
 
         bool keepProbs = Autograd.IsRecording && (q.RequiresGrad || k.RequiresGrad || v.RequiresGrad);
         float[]? probs = keepProbs ? new float[(long)B * Hq * T * S] : null;   // (B, Hq, T, S)
@@ -142,6 +146,35 @@ public static partial class Op
                 if (dv != null) AttentionLayout.ScatterAddTransposed(dValuesT, paddedKeys, dv, b, kvHead, S, Hkv, D);
             });
         });
+        return output;
+    }
+
+    /// <summary>
+    /// The GPU path (Compute/Kernels/AttentionKernels.cs): one thread per query row computes its
+    /// scores, softmax and output and keeps P (B, Hq, T, S) for the backward; the backward is one
+    /// thread per query row (dq, and dS) and one per key element (dk, dv).
+    /// </summary>
+    private static Tensor AttentionOnDevice(Tensor q, Tensor k, Tensor v, bool[]? keyMask, int B, int T, int S, int Hq, int Hkv, int D,
+        int offset, float scale)
+    {
+        var device = q.Device;
+        var shape = new AttentionShape { B = B, T = T, S = S, Hq = Hq, Hkv = Hkv, D = D, Offset = offset, HasMask = keyMask == null ? 0 : 1, Scale = scale };
+        var output = Tensor.Empty(device, [B, T, Hq, D]);
+        var probs = new DeviceArray(device, (long)B * Hq * T * S);
+        using (var mask = device.UploadToPool<int>(keyMask == null ? [1] : Array.ConvertAll(keyMask, m => m ? 1 : 0)))
+            AttentionKernels.Forward(device, q.View, k.View, v.View, mask.View, output.View, probs.View, shape);
+        Autograd.Record(output, [q, k, v], () =>
+        {
+            using var dScores = device.Pool.Rent<float>(probs.Length);
+            // A gradient not wanted goes to a scratch buffer (the kernels write all three).
+            using var scratchQ = q.RequiresGrad ? null : device.Zeros<float>(q.Size);
+            using var scratchK = k.RequiresGrad ? null : device.Zeros<float>(k.Size);
+            using var scratchV = v.RequiresGrad ? null : device.Zeros<float>(v.Size);
+            AttentionKernels.Backward(device, q.View, k.View, v.View, output.View, probs.View, output.GradView(), dScores.View,
+                scratchQ?.View ?? q.GradView(), scratchK?.View ?? k.GradView(), scratchV?.View ?? v.GradView(), shape);
+            probs.Release();
+        });
+        if (!output.RequiresGrad) probs.Release();
         return output;
     }
 }
@@ -298,4 +331,5 @@ file static class AttentionLayout
             for (int d = 0; d < D; d++) grad[at + d] += gradT[d * stride + s];
         }
     }
+
 }

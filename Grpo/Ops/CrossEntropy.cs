@@ -9,6 +9,9 @@
 // Each row's lse is kept from the forward so the backward needs no second reduction.
 // Tests: Grpo.Tests/Ops/OpsBTests.cs.
 using System.Numerics.Tensors;
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using ILGPU;
 
 namespace Grpo.Ops;
 
@@ -26,6 +29,8 @@ public static partial class Op
         float Weight(int row) => weights?[row] ?? 1f;
         double weightSum = 0;
         for (int i = 0; i < rows; i++) weightSum += Weight(i);
+        if (OnGpu("CrossEntropy", logits))
+            return CrossEntropyOnDevice(logits, targets, weights ?? Enumerable.Repeat(1f, rows).ToArray(), weightSum, rows, vocab);
         var logSumExps = new float[rows];
         var rowLosses = new float[rows];
         SoftmaxRows.For(rows, vocab, vocab, (r, scratch) =>
@@ -58,6 +63,33 @@ public static partial class Op
                 dRow[targets[r]] -= coefficient;
             });
         });
+        return loss;
+    }
+
+    /// <summary>The GPU path: token log-probs per row, their weighted mean, and the backward
+    /// coefficient * (softmax - onehot) per row (Compute/Kernels/TokenLogProbKernels.cs).</summary>
+    private static Tensor CrossEntropyOnDevice(Tensor logits, int[] targets, float[] weights, double weightSum, int rows, int vocab)
+    {
+        var device = logits.Device;
+        var loss = Tensor.Empty(device, []);
+        var logSumExps = new DeviceArray(device, rows);
+        var deviceTargets = device.UploadToPool<int>(targets);
+        var deviceWeights = device.UploadToPool<float>(weights);
+        using (var logProbs = device.Pool.Rent<float>(rows))
+        {
+            TokenLogProbKernels.Forward(device, logits.View, deviceTargets.View, logSumExps.View, logProbs.View, rows, vocab);
+            TokenLogProbKernels.WeightedLoss(device, logProbs.View, deviceWeights.View, weightSum, loss.View);
+        }
+        void Free() { logSumExps.Release(); deviceTargets.Dispose(); deviceWeights.Dispose(); }
+        Autograd.Record(loss, [logits], () =>
+        {
+            float dLoss = loss.GradToArray()![0];
+            if (weightSum != 0)
+                TokenLogProbKernels.Backward(device, logits.View, logSumExps.View, deviceTargets.View, deviceWeights.View,
+                    (float)(dLoss / weightSum), logits.GradView(), rows, vocab);
+            Free();
+        });
+        if (!loss.RequiresGrad) Free();
         return loss;
     }
 }

@@ -10,12 +10,15 @@
 // Hand-worked: exp(ln 2) = 2 and its derivative there is 2; log'(4) = 0.25.
 // The CUDA port of add is Compute/Kernels/ElementwiseKernels.cs. Tests: GradCheckTests.
 using System.Numerics.Tensors;
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using ILGPU;
 
 namespace Grpo.Ops;
 
 public static partial class Op
 {
-    public static Tensor Add(Tensor a, Tensor b) => Binary(a, b, "Add",
+    public static Tensor Add(Tensor a, Tensor b) => OnGpu("Add", a, b) ? BinaryOnDevice(a, b, "Add", multiply: false) : Binary(a, b, "Add",
         (x, y, z) => TensorPrimitives.Add(x, y, z),
         (dy, x, y, dx) => TensorPrimitives.Add(dx, dy, dx),
         (dy, x, y, dyb) => TensorPrimitives.Add(dyb, dy, dyb));
@@ -25,13 +28,14 @@ public static partial class Op
         (dy, x, y, dx) => TensorPrimitives.Add(dx, dy, dx),
         (dy, x, y, dyb) => TensorPrimitives.Subtract(dyb, dy, dyb));
 
-    public static Tensor Mul(Tensor a, Tensor b) => Binary(a, b, "Mul",
+    public static Tensor Mul(Tensor a, Tensor b) => OnGpu("Mul", a, b) ? BinaryOnDevice(a, b, "Mul", multiply: true) : Binary(a, b, "Mul",
         (x, y, z) => TensorPrimitives.Multiply(x, y, z),
         (dy, x, y, dx) => TensorPrimitives.MultiplyAdd(dy, y, dx, dx),
         (dy, x, y, dyb) => TensorPrimitives.MultiplyAdd(dy, x, dyb, dyb));
 
     public static Tensor Scale(Tensor a, float s)
     {
+        if (OnGpu("Scale", a)) return UnaryOnDevice(a, (d, x, y) => ElementwiseKernels.Scale(d, x, s, y), (d, dy, y, into) => ElementwiseKernels.Scale(d, dy, s, into));
         var y = new Tensor(new float[a.Size], a.Shape);
         TensorPrimitives.Multiply(a.Data, s, y.Data);
         Autograd.Record(y, [a], () =>
@@ -44,6 +48,7 @@ public static partial class Op
 
     public static Tensor Exp(Tensor a)
     {
+        if (OnGpu("Exp", a)) return UnaryOnDevice(a, ElementwiseKernels.Exp, (d, dy, y, into) => ElementwiseKernels.Mul(d, dy, y, into));
         var y = new Tensor(new float[a.Size], a.Shape);
         TensorPrimitives.Exp(a.Data, y.Data);
         Autograd.Record(y, [a], () =>
@@ -56,6 +61,7 @@ public static partial class Op
 
     public static Tensor Log(Tensor a)
     {
+        RequireHost("Log", a);
         var y = new Tensor(new float[a.Size], a.Shape);
         TensorPrimitives.Log(a.Data, y.Data);
         Autograd.Record(y, [a], () =>
@@ -73,8 +79,8 @@ public static partial class Op
     private static Tensor Binary(Tensor a, Tensor b, string name, Forward forward, BackwardInto backA, BackwardInto backB)
     {
         int chunk = b.Size;
-        bool suffix = b.Rank <= a.Rank && a.Shape.AsSpan(a.Rank - b.Rank).SequenceEqual(b.Shape);
-        if (!suffix) throw new ArgumentException($"{name}: shape {ShapeText(b)} is neither {ShapeText(a)} nor a suffix of it");
+        RequireHost(name, a, b);
+        CheckSuffix(a, b, name);
         var y = new Tensor(new float[a.Size], a.Shape);
         for (int start = 0; start < a.Size; start += chunk)
             forward(a.Data.AsSpan(start, chunk), b.Data, y.Data.AsSpan(start, chunk));
@@ -88,6 +94,69 @@ public static partial class Op
                 if (a.RequiresGrad) backA(dyChunk, aChunk, b.Data, a.GradOrCreate().AsSpan(start, chunk));
                 if (b.RequiresGrad) backB(dyChunk, aChunk, b.Data, b.GradOrCreate());
             }
+        });
+        return y;
+    }
+
+    private static void CheckSuffix(Tensor a, Tensor b, string name)
+    {
+        bool suffix = b.Rank <= a.Rank && a.Shape.AsSpan(a.Rank - b.Rank).SequenceEqual(b.Shape);
+        if (!suffix) throw new ArgumentException($"{name}: shape {ShapeText(b)} is neither {ShapeText(a)} nor a suffix of it");
+    }
+
+    // The GPU path (Compute/Kernels/ElementwiseKernels.cs): the same equations, a kernel each; a
+    // gradient term is formed in a pooled buffer and added in, and a repeated b (a bias) gets the sum
+    // of its repeats (ReduceKernels).
+    private static Tensor BinaryOnDevice(Tensor a, Tensor b, string name, bool multiply)
+    {
+        CheckSuffix(a, b, name);
+        var device = a.Device;
+        var y = Tensor.Empty(device, a.Shape);
+        if (multiply) ElementwiseKernels.Mul(device, a.View, b.View, y.View);
+        else ElementwiseKernels.Add(device, a.View, b.View, y.View);
+        Autograd.Record(y, [a, b], () =>
+        {
+            var dy = y.GradView();
+            if (a.RequiresGrad)
+            {
+                if (!multiply) ElementwiseKernels.Add(device, a.GradView(), dy, a.GradView());          // da += dy
+                else
+                {
+                    using var term = device.Pool.Rent<float>(a.Size);
+                    ElementwiseKernels.Mul(device, dy, b.View, term.View);                              // da += dy * b
+                    ElementwiseKernels.Add(device, a.GradView(), term.View, a.GradView());
+                }
+            }
+            if (b.RequiresGrad)
+            {
+                using var product = multiply ? device.Pool.Rent<float>(a.Size) : null;
+                if (product != null) ElementwiseKernels.Mul(device, dy, a.View, product.View);         // db += dy * a
+                ArrayView<float> term = product != null ? product.View : dy;
+                if (b.Size == a.Size) ElementwiseKernels.Add(device, b.GradView(), term, b.GradView());
+                else
+                {
+                    using var sum = device.Pool.Rent<float>(b.Size);                                    // summed over b's repeats
+                    ReduceKernels.Forward(device, term, sum.View, 1, a.Size / b.Size, b.Size, 1f);
+                    ElementwiseKernels.Add(device, b.GradView(), sum.View, b.GradView());
+                }
+            }
+        });
+        return y;
+    }
+
+    private delegate void DeviceUnary(Device device, ArrayView<float> x, ArrayView<float> y);
+    private delegate void DeviceUnaryBackward(Device device, ArrayView<float> dy, ArrayView<float> y, ArrayView<float> into);
+
+    private static Tensor UnaryOnDevice(Tensor a, DeviceUnary forward, DeviceUnaryBackward gradientTerm)
+    {
+        var device = a.Device;
+        var y = Tensor.Empty(device, a.Shape);
+        forward(device, a.View, y.View);
+        Autograd.Record(y, [a], () =>
+        {
+            using var term = device.Pool.Rent<float>(a.Size);
+            gradientTerm(device, y.GradView(), y.View, term.View);
+            ElementwiseKernels.Add(device, a.GradView(), term.View, a.GradView());
         });
         return y;
     }

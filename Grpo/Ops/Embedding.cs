@@ -6,6 +6,9 @@
 // Hand-worked: table [[1, 2], [3, 4], [5, 6]], ids [2, 0, 2] -> [[5, 6], [1, 2], [5, 6]];
 // with dy all ones, dtable = [[1, 1], [0, 0], [2, 2]]. Tests: Grpo.Tests/Ops/OpsATests.cs.
 using System.Numerics.Tensors;
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using ILGPU;
 
 namespace Grpo.Ops;
 
@@ -19,6 +22,7 @@ public static partial class Op
             if ((uint)id >= (uint)vocab)
                 throw new ArgumentOutOfRangeException(nameof(ids), $"Embedding: id {id} is outside the table's [0, {vocab})");
 
+        if (OnGpu("Embedding", table)) return EmbeddingOnDevice(table, ids, vocab, channels);
         ids = (int[])ids.Clone(); // the backward reads them later; the caller may reuse its array
         var y = Tensor.Zeros(ids.Length, channels); // (N, C)
         for (int n = 0; n < ids.Length; n++)
@@ -34,6 +38,25 @@ public static partial class Op
                 var row = dtable.AsSpan(ids[n] * channels, channels);
                 TensorPrimitives.Add(row, dy.AsSpan(n * channels, channels), row);
             }
+        });
+        return y;
+    }
+
+    /// <summary>The GPU path: a gather, and for the backward the positions grouped by id so that one
+    /// thread sums each used row (no two threads add into the same row: deterministic, no atomics).</summary>
+    private static Tensor EmbeddingOnDevice(Tensor table, int[] ids, int vocab, int channels)
+    {
+        var device = table.Device;
+        var y = Tensor.Empty(device, [ids.Length, channels]);
+        using (var deviceIds = device.UploadToPool<int>(ids))
+            EmbeddingKernels.Forward(device, table.View, deviceIds.View, y.View, channels);
+        var groups = EmbeddingKernels.GroupPositionsById(ids, vocab);
+        Autograd.Record(y, [table], () =>
+        {
+            using var groupIds = device.UploadToPool<int>(groups.Ids);
+            using var groupStarts = device.UploadToPool<int>(groups.Starts);
+            using var groupPositions = device.UploadToPool<int>(groups.Positions);
+            EmbeddingKernels.Backward(device, y.GradView(), groupIds.View, groupStarts.View, groupPositions.View, table.GradView(), channels);
         });
         return y;
     }

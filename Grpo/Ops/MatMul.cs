@@ -9,6 +9,8 @@
 // Every product ends in Compute/CpuGemm.Multiply. Tests: GradCheckTests (matmul), MatMulTests.
 using System.Buffers;
 using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using ILGPU;
 
 namespace Grpo.Ops;
 
@@ -26,6 +28,7 @@ public static partial class Op
 
         var shape = a.Shape.ToArray();
         shape[^2] = m; shape[^1] = n;
+        if (OnGpu("MatMul", a, b)) return MatMulOnDevice(a, b, transposeA, transposeB, shape, batch, m, k, n, shared);
         var c = Tensor.Zeros(shape);
         // A shared, untransposed-A product is one tall (batch*M, K) x (K, N) product.
         bool flatten = shared && !transposeA;
@@ -53,6 +56,47 @@ public static partial class Op
                 if (b.RequiresGrad)
                 {
                     var dB = b.GradOrCreate().AsSpan(s * bStride);
+                    if (!transposeB) Product(aS, !transposeA, dCs, false, dB, k, rows, n, accumulate: true);
+                    else Product(dCs, true, aS, transposeA, dB, n, rows, k, accumulate: true);
+                }
+            }
+        });
+        return c;
+    }
+
+    /// <summary>The same product and backward on the GPU (Compute/Kernels/MatMulKernels.cs), batch by batch
+    /// as on the CPU, one launch for the flattened case.</summary>
+    private static Tensor MatMulOnDevice(Tensor a, Tensor b, bool transposeA, bool transposeB, int[] shape, int batch, int m, int k, int n, bool shared)
+    {
+        var device = a.Device;
+        var c = Tensor.Empty(device, shape);
+        bool flatten = shared && !transposeA;
+        int steps = flatten ? 1 : batch, rows = flatten ? batch * m : m;
+        long aStride = (long)m * k, bStride = shared ? 0 : (long)k * n, cStride = (long)m * n;
+        ArrayView<float> Slice(ArrayView<float> view, long stride, int s) => stride == 0 || steps == 1 ? view : view.SubView(s * stride, stride);
+        void Product(ArrayView<float> x, bool tx, ArrayView<float> y, bool ty, ArrayView<float> z, int pm, int pk, int pn, bool accumulate) =>
+            MatMulKernels.MatMul(device, x, tx, y, ty, z, 1, pm, pk, pn, sharedB: true, accumulate);
+
+        for (int s = 0; s < steps; s++)
+            Product(Slice(a.View, aStride, s), transposeA, Slice(b.View, bStride, s), transposeB, Slice(c.View, cStride, s), rows, k, n, accumulate: false);
+
+        Autograd.Record(c, [a, b], () =>
+        {
+            var dC = c.GradView();
+            for (int s = 0; s < steps; s++)
+            {
+                var dCs = Slice(dC, cStride, s);
+                var aS = Slice(a.View, aStride, s);
+                var bS = Slice(b.View, bStride, s);
+                if (a.RequiresGrad)
+                {
+                    var dA = Slice(a.GradView(), aStride, s);
+                    if (!transposeA) Product(dCs, false, bS, !transposeB, dA, rows, n, k, accumulate: true);
+                    else Product(bS, transposeB, dCs, true, dA, k, n, m, accumulate: true);
+                }
+                if (b.RequiresGrad)
+                {
+                    var dB = Slice(b.GradView(), bStride, s);
                     if (!transposeB) Product(aS, !transposeA, dCs, false, dB, k, rows, n, accumulate: true);
                     else Product(dCs, true, aS, transposeA, dB, n, rows, k, accumulate: true);
                 }

@@ -8,6 +8,9 @@
 // Hand-worked: x = [3, 4], w = 1, eps = 0: r = 1 / sqrt((9 + 16) / 2) = 1 / 3.5355 -> y = [0.8485, 1.1314].
 // Tests: Grpo.Tests/Ops/OpsATests.cs.
 using System.Numerics.Tensors;
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using ILGPU;
 
 namespace Grpo.Ops;
 
@@ -19,6 +22,7 @@ public static partial class Op
         if (weight.Rank != 1 || weight.Size != channels)
             throw new ArgumentException($"RmsNorm: weight {ShapeText(weight)} must be ({channels}) for x {ShapeText(x)}");
         int rows = channels == 0 ? 0 : x.Size / channels;
+        if (OnGpu("RmsNorm", x, weight)) return RmsNormOnDevice(x, weight, eps, rows, channels);
         var inverseRms = new float[rows]; // r per row, kept for the backward
         var y = new Tensor(new float[x.Size], x.Shape);
 
@@ -63,6 +67,23 @@ public static partial class Op
                 }
             }
         });
+        return y;
+    }
+
+    /// <summary>The GPU path: one group of threads per row (Compute/Kernels/RmsNormKernels.cs).</summary>
+    private static Tensor RmsNormOnDevice(Tensor x, Tensor weight, float eps, int rows, int channels)
+    {
+        var device = x.Device;
+        var y = Tensor.Empty(device, x.Shape);
+        var inverseRms = new DeviceArray(device, rows);
+        RmsNormKernels.Forward(device, x.View, weight.View, y.View, inverseRms.View, rows, channels, eps);
+        Autograd.Record(y, [x, weight], () =>
+        {
+            RmsNormKernels.Backward(device, x.View, weight.View, inverseRms.View, y.GradView(),
+                x.RequiresGrad ? x.GradView() : default, weight.RequiresGrad ? weight.GradView() : default, rows, channels);
+            inverseRms.Release();
+        });
+        if (!y.RequiresGrad) inverseRms.Release();   // no backward will read it
         return y;
     }
 }

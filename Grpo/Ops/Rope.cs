@@ -11,6 +11,9 @@
 // same positions give the same rotation. Hand-worked: at position 0 every angle is 0 and RoPE is the
 // identity; D = 2, theta any, position 1: angle 1 rad, [1, 0] -> [cos 1, sin 1] = [0.5403, 0.8415].
 // Tests: Grpo.Tests/Ops/OpsATests.cs.
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using ILGPU;
 namespace Grpo.Ops;
 
 public static partial class Op
@@ -30,6 +33,7 @@ public static partial class Op
         }
         positions = (int[])positions.Clone(); // the backward reads them later; the caller may reuse its array
         var table = RopeTableFor(theta, headDim, maxPosition);
+        if (OnGpu("Rope", x)) return RopeOnDevice(x, positions, table, rows, heads, headDim);
 
         var y = new Tensor(new float[x.Size], x.Shape);
         ForBlocks(rows, heads * headDim, row => RotateRow(x.Data, y.Data, row, positions[row], heads, headDim, table, sign: 1f, accumulate: false));
@@ -107,5 +111,34 @@ public static partial class Op
         var table = new RopeTable(theta, headDim, positions, cos, sin);
         ropeTableCache = table;
         return table;
+    }
+
+    /// <summary>The GPU path: the same table (uploaded once per device and size), one thread per pair.</summary>
+    private static Tensor RopeOnDevice(Tensor x, int[] positions, RopeTable table, int rows, int heads, int headDim)
+    {
+        var device = x.Device;
+        var (cos, sin) = DeviceRopeTable(device, table);
+        var y = Tensor.Empty(device, x.Shape);
+        using (var devicePositions = device.UploadToPool<int>(positions))
+            RopeKernels.Rotate(device, x.View, y.View, devicePositions.View, cos.View, sin.View, rows, heads, headDim, 1f, accumulate: false);
+        Autograd.Record(y, [x], () =>
+        {
+            using var devicePositions = device.UploadToPool<int>(positions);
+            RopeKernels.Rotate(device, y.GradView(), x.GradView(), devicePositions.View, cos.View, sin.View, rows, heads, headDim, -1f, accumulate: true);
+        });
+        return y;
+    }
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Device, Tuple<RopeTable, DeviceArray, DeviceArray>> deviceRopeTables = new();
+
+    private static (DeviceArray Cos, DeviceArray Sin) DeviceRopeTable(Device device, RopeTable table)
+    {
+        lock (deviceRopeTables)
+        {
+            if (deviceRopeTables.TryGetValue(device, out var cached) && ReferenceEquals(cached.Item1, table)) return (cached.Item2, cached.Item3);
+            var entry = Tuple.Create(table, DeviceArray.Upload(device, table.Cos), DeviceArray.Upload(device, table.Sin));
+            deviceRopeTables.AddOrUpdate(device, entry);
+            return (entry.Item2, entry.Item3);
+        }
     }
 }

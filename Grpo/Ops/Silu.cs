@@ -11,6 +11,9 @@
 // silu(1) = 1 / (1 + e^-1) = 0.7311, silu'(1) = 0.7311 * (1 + 0.2689) = 0.9277.
 // Tests: Grpo.Tests/Ops/OpsATests.cs.
 using System.Numerics.Tensors;
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using ILGPU;
 
 namespace Grpo.Ops;
 
@@ -21,6 +24,7 @@ public static partial class Op
 
     public static Tensor Silu(Tensor x)
     {
+        if (OnGpu("Silu", x)) return SiluOnDevice(x);
         var y = new Tensor(new float[x.Size], x.Shape);
         ForElementChunks(x.Size, (start, length) =>
         {
@@ -54,6 +58,7 @@ public static partial class Op
     public static Tensor SwiGlu(Tensor gate, Tensor up)
     {
         CheckSameShape(gate, up, "SwiGlu");
+        if (OnGpu("SwiGlu", gate, up)) return SwiGluOnDevice(gate, up);
         var y = new Tensor(new float[gate.Size], gate.Shape);
         ForElementChunks(gate.Size, (start, length) =>
         {
@@ -113,5 +118,24 @@ public static partial class Op
     {
         int chunks = (size + ElementChunk - 1) / ElementChunk;
         ForBlocks(chunks, ElementChunk, c => body(c * ElementChunk, Math.Min(ElementChunk, size - c * ElementChunk)));
+    }
+
+    /// <summary>The GPU paths: one thread per element (Compute/Kernels/SiluKernels.cs).</summary>
+    private static Tensor SiluOnDevice(Tensor x)
+    {
+        var y = Tensor.Empty(x.Device, x.Shape);
+        SiluKernels.Silu(x.Device, x.View, y.View);
+        Autograd.Record(y, [x], () => SiluKernels.SiluBackward(x.Device, x.View, y.GradView(), x.GradView()));
+        return y;
+    }
+
+    private static Tensor SwiGluOnDevice(Tensor gate, Tensor up)
+    {
+        var device = gate.Device;
+        var y = Tensor.Empty(device, gate.Shape);
+        SiluKernels.SwiGlu(device, gate.View, up.View, y.View);
+        Autograd.Record(y, [gate, up], () => SiluKernels.SwiGluBackward(device, gate.View, up.View, y.GradView(),
+            gate.RequiresGrad ? gate.GradView() : default, up.RequiresGrad ? up.GradView() : default));
+        return y;
     }
 }

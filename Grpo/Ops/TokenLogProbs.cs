@@ -10,6 +10,9 @@
 // Hand-worked: logits [0, ln 3] with target 1 give ln(3/4) = -0.2877; dy = 1 gives dx = [-0.25, 0.25].
 // Tests: Grpo.Tests/Ops/OpsBTests.cs.
 using System.Numerics.Tensors;
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using ILGPU;
 
 namespace Grpo.Ops;
 
@@ -21,6 +24,7 @@ public static partial class Op
         if ((long)rows * vocab != logits.Size)
             throw new ArgumentException($"TokenLogProbs: logits {ShapeText(logits)} do not hold {rows} rows (one per target)");
         SoftmaxRows.CheckTargets(targets, vocab, "TokenLogProbs");
+        if (OnGpu("TokenLogProbs", logits)) return TokenLogProbsOnDevice(logits, targets, rows, vocab);
 
         var logProbs = new Tensor(new float[rows], logits.Shape[..^1]);
         var logSumExps = new float[rows];
@@ -46,6 +50,26 @@ public static partial class Op
                 dRow[targets[r]] += dy[r];
             });
         });
+        return logProbs;
+    }
+
+    /// <summary>The GPU path: one group per row forms log-sum-exp and the target's log-prob; the backward
+    /// adds dy_r (onehot - softmax) into each row (Compute/Kernels/TokenLogProbKernels.cs).</summary>
+    private static Tensor TokenLogProbsOnDevice(Tensor logits, int[] targets, int rows, int vocab)
+    {
+        var device = logits.Device;
+        var logProbs = Tensor.Empty(device, logits.Shape[..^1]);
+        var logSumExps = new DeviceArray(device, rows);
+        var deviceTargets = device.UploadToPool<int>(targets);
+        TokenLogProbKernels.Forward(device, logits.View, deviceTargets.View, logSumExps.View, logProbs.View, rows, vocab);
+        Autograd.Record(logProbs, [logits], () =>
+        {
+            // dLogits += (-1) * dy_r * (softmax - onehot)
+            TokenLogProbKernels.Backward(device, logits.View, logSumExps.View, deviceTargets.View, logProbs.GradView(), -1f, logits.GradView(), rows, vocab);
+            logSumExps.Release();
+            deviceTargets.Dispose();
+        });
+        if (!logProbs.RequiresGrad) { logSumExps.Release(); deviceTargets.Dispose(); }
         return logProbs;
     }
 }

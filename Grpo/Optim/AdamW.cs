@@ -10,15 +10,18 @@
 // weights and biases (rank 1) are not decayed, the usual GPT/Llama recipe.
 // A parameter with no gradient this step is skipped entirely (PyTorch skips p.grad is None).
 // State (m, v per parameter, the step count) is public so a checkpoint can save and restore it.
+// Device: m and v live where their parameter lives; a parameter on a GPU is updated there by the
+// same arithmetic in Compute/Kernels/AdamWKernels.cs (no host round trip).
 // Tests: Grpo.Tests/Optim/AdamWTests.cs, and the ten PyTorch steps in Grpo.Tests/Model/PyTorchFixtureTests.cs.
 using System.Runtime.Intrinsics;
+using Grpo.Compute.Kernels;
 
 namespace Grpo.Optim;
 
 public sealed class AdamW
 {
     /// <summary>One parameter and its moment estimates.</summary>
-    public sealed record Slot(string Name, Tensor Value, float[] M, float[] V, bool Decay);
+    public sealed record Slot(string Name, Tensor Value, Tensor M, Tensor V, bool Decay);
 
     // Hyperparameters are doubles, as Python floats are in PyTorch: 1 - 0.999 computed in float would
     // be 0.00099998713, not 0.001, and the ten-step comparison with PyTorch would drift by that.
@@ -42,7 +45,8 @@ public sealed class AdamW
         LearningRate = learningRate;
         Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
         Slots = parameters
-            .Select(p => new Slot(p.Name, p.Value, new float[p.Value.Size], new float[p.Value.Size], Decay: p.Value.Rank >= 2))
+            .Select(p => new Slot(p.Name, p.Value, Tensor.Empty(p.Value.Device, p.Value.Shape, zero: true),
+                Tensor.Empty(p.Value.Device, p.Value.Shape, zero: true), Decay: p.Value.Rank >= 2))
             .ToArray();
     }
 
@@ -58,11 +62,18 @@ public sealed class AdamW
 
         foreach (var slot in Slots)
         {
+            if (slot.Value.IsOnDevice)
+            {
+                if (slot.Value.DeviceGrad is not { } deviceGrad) continue;
+                AdamWKernels.Update(slot.Value.Device, slot.Value.View, deviceGrad.View, slot.M.View, slot.V.View,
+                    AdamWScalars.For(this, StepCount), slot.Decay && WeightDecay != 0);
+                continue;
+            }
             var grad = slot.Value.Grad;
             if (grad is null) continue;
             var p = slot.Value.Data;
-            var m = slot.M;
-            var v = slot.V;
+            var m = slot.M.Data;
+            var v = slot.V.Data;
             float decay = slot.Decay && WeightDecay != 0 ? decayFactor : 1f;   // p * 1 is p exactly
             int i = 0;
             if (Vector512.IsHardwareAccelerated)

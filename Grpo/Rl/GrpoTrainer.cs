@@ -24,11 +24,16 @@
 // weight or moment changes), as are the batch's remaining inner steps; the step's metrics say
 // Skipped. With mu > 1 the inner steps before the bad one stand (they were finite). The CLI stops a
 // run after several skipped steps in a row (Cli/TrainingRun.cs).
+// Device: the policy (and so the reference and RFT's initial model) may live on a GPU. Sampling,
+// the forward and backward passes and AdamW then run there; the per-token log-probs (B, T) come to
+// the host, where PolicyLoss (the readable equations) forms the objective, and its gradient goes back
+// through Tensor.To into the GPU's graph: one small copy each way per gradient step.
 // Everything a checkpoint needs to resume exactly is public: the policy (passed in), Optimizer, Rng,
 // StepIndex, Reference and InitialPolicy (whose weights a resume loads in place).
 // Tests: Grpo.Tests/Rl/GrpoTrainerTests.cs, ProcessStepsTests.cs, DynamicSamplingTests.cs; the
 // experiments' smoke tests (Cli/ExperimentCommandTests.cs).
 using System.Diagnostics;
+using Grpo.Compute;
 using Grpo.Model;
 using Grpo.Ops;
 using Grpo.Optim;
@@ -160,7 +165,7 @@ public sealed class GrpoTrainer
             for (int inner = 0; inner < settings.Mu; inner++)
             {
                 var logits = policy.Forward(batch.Inputs, batch.Batch, batch.SeqLen);           // (B, T, V)
-                var logProbs = Op.TokenLogProbs(logits, batch.Targets);                         // (B, T)
+                var logProbs = Op.TokenLogProbs(logits, batch.Targets).To(Device.Cpu);          // (B, T), on the host
                 if (inner == 0) entropy = MeanEntropy(logits, mask);
                 // A diverged policy (or reference) gives NaN log-probs, which PolicyLoss refuses: skip instead.
                 if (!FiniteWhereMasked(logProbs.Data, mask) || !FiniteWhereMasked(oldLogProbs, mask)
@@ -265,20 +270,21 @@ public sealed class GrpoTrainer
     private static float[] LogProbsOf(Transformer model, SequenceBatch batch)
     {
         using var _ = Autograd.NoGrad();
-        return Op.TokenLogProbs(model.Forward(batch.Inputs, batch.Batch, batch.SeqLen), batch.Targets).Data;
+        return Op.TokenLogProbs(model.Forward(batch.Inputs, batch.Batch, batch.SeqLen), batch.Targets).ToArray();
     }
 
     /// <summary>Mean over completion tokens of the policy's entropy -sum_v p_v log p_v (a health signal: RL lowers it).</summary>
     private static double MeanEntropy(Tensor logits, float[] mask)
     {
         int vocab = logits.Dim(-1);
+        var values = logits.IsOnDevice ? logits.ToArray() : logits.Data;
         double total = 0;
         int count = 0;
         var row = new double[vocab];
         for (int k = 0; k < mask.Length; k++)
         {
             if (mask[k] == 0) continue;
-            var span = logits.Data.AsSpan(k * vocab, vocab);
+            var span = values.AsSpan(k * vocab, vocab);
             double max = double.NegativeInfinity;
             foreach (var x in span) max = Math.Max(max, x);
             double sum = 0;
@@ -292,11 +298,5 @@ public sealed class GrpoTrainer
     }
 
     /// <summary>A frozen copy of a model's weights (the reference model, or RFT's initial model).</summary>
-    public static Transformer Copy(Transformer model)
-    {
-        var copy = new Transformer(model.Config, 0);
-        for (int i = 0; i < model.Parameters.Count; i++)
-            model.Parameters[i].Value.Data.CopyTo(copy.Parameters[i].Value.Data, 0);
-        return copy;
-    }
+    public static Transformer Copy(Transformer model) => model.CopyTo(model.Device);
 }

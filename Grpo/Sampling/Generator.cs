@@ -24,7 +24,10 @@
 //   drawn (the behaviour distribution), not the recorded log-prob. (With temperature != 1 the
 //   samples come from a different distribution than the one whose log-probs are recorded, as in TRL
 //   and verl when they re-score without temperature; DeepSeekMath samples the policy itself.)
-// Tests: Grpo.Tests/Sampling/GeneratorTests.cs.
+// Device: the model may live on a GPU; then the forward passes and the cache run there and each
+//   step's logits (R, V) come back to the host, where the sampler draws (the Rng stays on the host, so
+//   a seed gives the same draws on every device, up to the logits' rounding).
+// Tests: Grpo.Tests/Sampling/GeneratorTests.cs, Grpo.Tests/Compute/DeviceTensorTests.cs.
 using Grpo.Model;
 
 namespace Grpo.Sampling;
@@ -76,16 +79,18 @@ public static class Generator
                 blockPositions[i] = real ? t - pad : 0;
             }
         }
-        var promptCache = new KvCache(config, promptCount, promptWidth + maxNew);
-        var prefill = model.Forward(blockTokens, promptCount, promptWidth, promptCache, blockMask, blockPositions); // (P, Tmax, V)
+        var promptCache = new KvCache(config, promptCount, promptWidth + maxNew, model.Device);
+        var prefillLogits = model.Forward(blockTokens, promptCount, promptWidth, promptCache, blockMask, blockPositions); // (P, Tmax, V)
+        var prefill = HostValues(prefillLogits);
 
         // Row r starts as a copy of its prompt's row: the cache, and the logits of the last prompt column.
         var promptOfRow = Enumerable.Range(0, rows).Select(row => row / samplesPerPrompt).ToArray();
         var cache = promptCache.Gather(promptOfRow);
+        promptCache.Release();
         var promptLengths = promptOfRow.Select(p => prompts[p].Length).ToArray();
         var logits = new float[rows * vocab];   // (R, V): each row's next-token logits
         for (int row = 0; row < rows; row++)
-            prefill.Data.AsSpan((promptOfRow[row] * promptWidth + promptWidth - 1) * vocab, vocab).CopyTo(logits.AsSpan(row * vocab));
+            prefill.AsSpan((promptOfRow[row] * promptWidth + promptWidth - 1) * vocab, vocab).CopyTo(logits.AsSpan(row * vocab));
 
         // Decode: one token per live row per step. Completions live in flat (R, maxNew) arrays.
         // Cache row (slot) s decodes output row slotRows[s]; slots stay in row order, so the rng
@@ -122,14 +127,17 @@ public static class Generator
             if (live <= slotRows.Length / 2)
             {
                 var keep = Enumerable.Range(0, slotRows.Length).Where(slot => finish[slotRows[slot]] is null).ToArray();
-                cache = cache.Gather(keep);
+                var compacted = cache.Gather(keep);
+                cache.Release();
+                cache = compacted;
                 slotRows = keep.Select(slot => slotRows[slot]).ToArray();
                 stepTokens = keep.Select(slot => stepTokens[slot]).ToArray();
                 stepPositions = keep.Select(slot => stepPositions[slot]).ToArray();
                 stepMask = Enumerable.Repeat(true, live).ToArray();
             }
-            logits = model.Forward(stepTokens, slotRows.Length, 1, cache, stepMask, stepPositions).Data; // (R', 1, V)
+            logits = HostValues(model.Forward(stepTokens, slotRows.Length, 1, cache, stepMask, stepPositions)); // (R', 1, V)
         }
+        cache.Release();
 
         var results = new GenerationResult[rows];
         for (int row = 0; row < rows; row++)
@@ -137,6 +145,15 @@ public static class Generator
                 completions.AsSpan(row * maxNew, lengths[row]).ToArray(), logProbs.AsSpan(row * maxNew, lengths[row]).ToArray(),
                 finish[row]!.Value);
         return results;
+    }
+
+    /// <summary>The logits on the host, where the sampler reads them (a GPU model's are copied back, and their memory released).</summary>
+    private static float[] HostValues(Tensor logits)
+    {
+        if (!logits.IsOnDevice) return logits.Data;
+        var values = logits.ToArray();
+        logits.Release();
+        return values;
     }
 
     /// <summary>Why a completion ends after its latest token, or null if it goes on.</summary>

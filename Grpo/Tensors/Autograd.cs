@@ -9,6 +9,8 @@
 // the next GradOrCreate of the same length (GradientPool, alive for one Backward call on its thread).
 // A training step's backward then allocates about one layer's gradients rather than every layer's:
 // fresh large arrays cost page faults and full collections, more than the arithmetic of the small ops.
+// On a GPU the same holds through the device's buffer pool: a node's DeviceGrad is released (back
+// to the pool) as soon as its backward has run.
 // Tests: Grpo.Tests/AutogradTests.cs; every op's gradient check uses Backward.
 namespace Grpo.Tensors;
 
@@ -67,22 +69,36 @@ public static class Autograd
         gradientPool = new GradientPool();
         try
         {
-            output.AccumulateGrad(outputGrad);
+            if (output.IsOnDevice)
+            {
+                using var seed = output.Device.UploadToPool<float>(outputGrad);
+                Compute.Kernels.ElementwiseKernels.Add(output.Device, output.GradView(), seed.View, output.GradView());
+            }
+            else output.AccumulateGrad(outputGrad);
             for (int i = order.Count - 1; i >= 0; i--)
             {
                 var node = order[i];
-                if (node.BackwardFn == null || node.Grad == null) continue;
+                if (node.BackwardFn == null || !node.HasGrad) continue;
                 node.BackwardFn();
                 // Every contribution to node.Grad came before (topological order) and only node's own
                 // backward reads it, so the array is free for the gradients still to come.
                 if (node.Grad != null) gradientPool.Return(node.Grad);
                 node.Grad = null;
+                node.DeviceGrad?.Release();
+                node.DeviceGrad = null;
             }
         }
         finally { gradientPool = outerPool; }
         // Intermediate gradients are no longer needed; parameters (leaves) keep theirs.
         foreach (var node in order)
-            if (node.BackwardFn != null) { node.Grad = null; node.BackwardFn = null; node.Parents = []; }
+            if (node.BackwardFn != null)
+            {
+                node.Grad = null;
+                node.DeviceGrad?.Release();
+                node.DeviceGrad = null;
+                node.BackwardFn = null;
+                node.Parents = [];
+            }
     }
 
     /// <summary>A zeroed array for a new gradient: recycled from a finished node inside Backward, else new.</summary>

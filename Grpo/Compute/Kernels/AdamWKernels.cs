@@ -76,12 +76,12 @@ public static class AdamWKernels
                 if (grad is null) continue;   // as on the CPU: a parameter with no gradient is skipped
                 using var parameter = device.UploadToPool<float>(slot.Value.Data);
                 using var deviceGrad = device.UploadToPool<float>(grad);
-                using var m = device.UploadToPool<float>(slot.M);
-                using var v = device.UploadToPool<float>(slot.V);
+                using var m = device.UploadToPool<float>(slot.M.Data);
+                using var v = device.UploadToPool<float>(slot.V.Data);
                 Update(device, parameter.View, deviceGrad.View, m.View, v.View, scalars, slot.Decay && optimizer.WeightDecay != 0);
                 parameter.Download(slot.Value.Data);
-                m.Download(slot.M);
-                v.Download(slot.V);
+                m.Download(slot.M.Data);
+                v.Download(slot.V.Data);
             }
         }
     }

@@ -14,6 +14,28 @@ namespace Grpo.Compute.Kernels;
 
 public static class ReduceKernels
 {
+    /// <summary>partials[g] = sum of x_i^2 over the i that group g visits (groups stride over x).</summary>
+    public static void SumOfSquaresKernel(ArrayView<float> x, ArrayView<float> partials)
+    {
+        var scratch = SharedMemory.Allocate<float>(RowGroup.Threads);
+        long stride = (long)Grid.DimX * RowGroup.Threads;
+        float partial = 0f;
+        for (long i = (long)Grid.IdxX * RowGroup.Threads + Group.IdxX; i < x.Length; i += stride) partial += x[i] * x[i];
+        float total = RowGroup.Sum(scratch, partial);
+        if (Group.IdxX == 0) partials[Grid.IdxX] = total;
+    }
+
+    /// <summary>How many partial sums SumOfSquares writes.</summary>
+    public const int SquareGroups = 64;
+
+    /// <summary>SquareGroups partial sums of x^2 into partials (add them up on the host, in double: deterministic).</summary>
+    public static void SumOfSquares(Device device, ArrayView<float> x, ArrayView<float> partials)
+    {
+        if (partials.Length != SquareGroups) throw new ArgumentException($"sum of squares: {partials.Length} partials, expected {SquareGroups}");
+        device.Kernels.Get("sum_of_squares", acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>>(SumOfSquaresKernel))
+            (RowGroup.Config(SquareGroups), x, partials);
+    }
+
     public static void SumRowsKernel(ArrayView<float> x, ArrayView<float> y, int n, float scale)
     {
         var scratch = SharedMemory.Allocate<float>(RowGroup.Threads);
