@@ -85,6 +85,14 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
         Assert.InRange(sharedVectorReads, 4, 8);
     }
 
+    [Fact]
+    public void BenchTimesTheLaunchersKernelAndV1()
+    {
+        // `grpo bench --device cuda` shows the step from v1 to v2: one figure each (n = 8 here, only the wiring).
+        var figures = Grpo.Cli.GpuBench.Sgemm(device, n: 8, reps: 1).Select(f => (string)f["fig"]).ToList();
+        Assert.Equal(["sgemm_fp32", "sgemm_fp32_v1"], figures);
+    }
+
     private bool UsesVector(int m, int k, int n, bool transposeA, bool transposeB)
     {
         using var aBuffer = device.Pool.Rent<float>(m * k);
