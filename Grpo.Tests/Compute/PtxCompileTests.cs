@@ -36,7 +36,7 @@ public class PtxCompileTests
         var names = Kernels().Select(m => m.Name).ToHashSet();
         string[] ported =
         [
-            "MatMulKernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
+            "MatMulKernel", "MatMulF4Kernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
             "SumRowsKernel", "SumAxisKernel", "SumAxisBackwardKernel",
             "SoftmaxKernel", "LogSoftmaxKernel", "SoftmaxBackwardKernel", "LogSoftmaxBackwardKernel",
             "TokenLogProbsKernel", "SoftmaxMinusOneHotKernel", "WeightedLossKernel",

@@ -3,7 +3,7 @@
 // tok_per_s, cpu_generate with new_tok_per_s), so that a reader can put the two outputs side by side.
 // A benchmark prints; it never asserts a time.
 // On CUDA (GpuBench.cs): sgemm_fp32 at 4096 (as torch_gpu_anchor.py's sgemm_fp32, cuBLAS 51 TFLOP/s
-// on the H200) and element-wise GB/s (against its copy_bw, 4.24 TB/s). Correctness is `grpo check`'s job.
+// on the H200; sgemm_fp32_v1 the older kernel beside it) and element-wise GB/s (against its copy_bw, 4.24 TB/s). Correctness is `grpo check`'s job.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;

@@ -1,7 +1,9 @@
 // The GPU figures of `grpo bench --device cuda`: the kernels timed on buffers resident on the device
 // (uploaded once), after a warm-up launch, between two synchronizations, so neither compilation nor
 // transfers are counted. Figures and their peers in shared/bench/torch_gpu_anchor.py (same card):
-//   sgemm_fp32   C = A @ B, n = 4096, 2 n^3 flops          vs cuBLAS fp32 SGEMM, 51 TFLOP/s
+//   sgemm_fp32   C = A @ B, n = 4096, 2 n^3 flops, the launcher's kernel (v2, Float4 loads)
+//                                                           vs cuBLAS fp32 SGEMM, 51 TFLOP/s
+//   sgemm_fp32_v1  the same product by v1 (scalar loads), to show the step from v1 to v2
 //   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time
 //                                                           vs device copy_bw, 4.24 TB/s
 using Grpo.Compute;
@@ -18,10 +20,16 @@ public static class GpuBench
         using var a = Random(device, (long)n * n, 1);
         using var b = Random(device, (long)n * n, 2);
         using var c = device.Pool.Rent<float>((long)n * n);
-        double seconds = Time(device, reps,
-            () => MatMulKernels.MatMul(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false));
-        double flops = 2.0 * n * n * n / seconds;
-        yield return new() { ["fig"] = "sgemm_fp32", ["n"] = n, ["gflops"] = Math.Round(flops / 1e9, 1), ["tflops"] = Math.Round(flops / 1e12, 2) };
+        var versions = new (string Fig, Action Launch)[]
+        {
+            ("sgemm_fp32", () => MatMulKernels.MatMul(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+            ("sgemm_fp32_v1", () => MatMulKernels.MatMulV1(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+        };
+        foreach (var (fig, launch) in versions)
+        {
+            double flops = 2.0 * n * n * n / Time(device, reps, launch);
+            yield return new() { ["fig"] = fig, ["n"] = n, ["gflops"] = Math.Round(flops / 1e9, 1), ["tflops"] = Math.Round(flops / 1e12, 2) };
+        }
     }
 
     public static IEnumerable<Dictionary<string, object>> Elementwise(Device device, int n = 1 << 24, int reps = 50)

@@ -1,0 +1,129 @@
+// The two matmul kernels (Grpo/Compute/Kernels/MatMulKernels.cs) against the CPU reference Op.MatMul
+// on ILGPU's CPU accelerator, at tiny shapes: v2 (MatMulF4Kernel, Float4 loads, double-buffered
+// shared memory) at shapes that allow it, crossing its edges; the launcher's choice between v2 and
+// v1; v1 forced at the same shapes; and v2's PTX, which must hold the 16-byte loads it exists for.
+// KernelTests.cs holds the older cases, which now run v2 or v1 as the launcher picks.
+using System.Text.RegularExpressions;
+using Grpo.Compute;
+using Grpo.Compute.Kernels;
+using Grpo.Ops;
+using ILGPU;
+
+namespace Grpo.Tests.Compute;
+
+[Collection("cpu-accelerator")]
+public class MatMulKernelTests(CpuAcceleratorFixture fixture)
+{
+    private readonly Device device = fixture.Device;
+
+    [Theory]
+    [InlineData(1, 132, 20, 136, false, false, true, false)]  // A @ B: M, N past a 128 tile, K = 2.5 k-steps
+    [InlineData(1, 132, 20, 136, false, true, true, false)]   // x @ W^T, the linear layer
+    [InlineData(1, 136, 20, 132, true, false, true, false)]   // dW = dC^T @ x: A^T contiguous along M
+    [InlineData(1, 132, 12, 136, true, true, true, true)]     // both transposed, accumulate
+    [InlineData(2, 12, 16, 8, false, true, false, true)]      // batched B, accumulate
+    [InlineData(3, 8, 20, 12, false, false, true, false)]     // batched, B shared
+    [InlineData(2, 4, 7, 8, true, false, true, true)]         // K not a multiple of 4: allowed when A^T and B are contiguous along M, N
+    [InlineData(1, 4, 4, 4, false, false, false, false)]      // a single k-step, under one tile
+    public void VectorKernelMatchesReference(int batch, int m, int k, int n, bool transposeA, bool transposeB, bool sharedB, bool accumulate)
+    {
+        Assert.True(UsesVector(m, k, n, transposeA, transposeB));
+        AssertMatchesReference(batch, m, k, n, transposeA, transposeB, sharedB, accumulate, v1Only: false);
+    }
+
+    [Theory]
+    [InlineData(1, 5, 7, 9, false, false)]    // K, N odd
+    [InlineData(1, 8, 6, 8, false, true)]     // B^T contiguous along K = 6
+    [InlineData(1, 6, 8, 8, true, false)]     // A^T contiguous along M = 6
+    [InlineData(1, 130, 9, 129, true, true)]  // both odd, past a tile
+    public void UnalignedShapesFallBackToV1AndMatchReference(int batch, int m, int k, int n, bool transposeA, bool transposeB)
+    {
+        Assert.False(UsesVector(m, k, n, transposeA, transposeB));
+        AssertMatchesReference(batch, m, k, n, transposeA, transposeB, sharedB: false, accumulate: true, v1Only: false);
+    }
+
+    [Theory]
+    [InlineData(1, 132, 20, 136, false, true)]
+    [InlineData(2, 8, 12, 16, true, false)]
+    public void V1ForcedMatchesReferenceAtVectorShapes(int batch, int m, int k, int n, bool transposeA, bool transposeB) =>
+        AssertMatchesReference(batch, m, k, n, transposeA, transposeB, sharedB: false, accumulate: false, v1Only: true);
+
+    [Fact]
+    public void ViewsStartingOffAlignmentFallBackAndStillMatch()
+    {
+        // (4, 8) @ (8, 4): aligned shapes; A's view starts 2 floats (8 bytes) into its buffer -> v1;
+        // 4 floats (16 bytes) in -> v2. Both must give the reference.
+        const int m = 4, k = 8, n = 4;
+        var rng = new Random(11);
+        var a = GradCheck.Random(rng, 1f, m, k);
+        var b = GradCheck.Random(rng, 1f, k, n);
+        var expected = Op.MatMul(a, b).Data;
+        foreach (var (offset, vector) in new[] { (2, false), (4, true) })
+        {
+            using var aBuffer = device.Pool.Rent<float>(offset + m * k);
+            using var bBuffer = device.Pool.Rent<float>(k * n);
+            using var cBuffer = device.Pool.Rent<float>(m * n);
+            aBuffer.Upload(new float[offset].Concat(a.Data).ToArray());
+            bBuffer.Upload(b.Data);
+            ArrayView<float> aView = aBuffer.View.SubView(offset, m * k);
+            Assert.Equal(vector, MatMulKernels.UsesVectorLoads(aView, false, bBuffer.View, false, m, k, n));
+            MatMulKernels.MatMul(device, aView, false, bBuffer.View, false, cBuffer.View, 1, m, k, n, sharedB: true, accumulate: false);
+            var c = new float[m * n];
+            cBuffer.Download(c);
+            KernelTests.AssertClose(expected, c, 1e-5f);
+        }
+    }
+
+    [Fact]
+    public void VectorKernelPtxHasSixteenByteLoadsAndARolledInnerLoop()
+    {
+        var method = typeof(MatMulKernels).GetMethod(nameof(MatMulKernels.MatMulF4Kernel))!;
+        string ptx = PtxCompileTests.CompileToPtx(method);
+        Assert.Matches(@"ld\.global\.v4\.f32", ptx);
+        // One k-step reads 2 Float4 of A and 2 of B from shared memory; unrolled 8 times it would be 32.
+        int sharedVectorReads = Regex.Matches(ptx, @"ld\.shared\.v4\.f32").Count;
+        Assert.InRange(sharedVectorReads, 4, 8);
+    }
+
+    [Fact]
+    public void BenchTimesTheLaunchersKernelAndV1()
+    {
+        // `grpo bench --device cuda` shows the step from v1 to v2: one figure each (n = 8 here, only the wiring).
+        var figures = Grpo.Cli.GpuBench.Sgemm(device, n: 8, reps: 1).Select(f => (string)f["fig"]).ToList();
+        Assert.Equal(["sgemm_fp32", "sgemm_fp32_v1"], figures);
+    }
+
+    private bool UsesVector(int m, int k, int n, bool transposeA, bool transposeB)
+    {
+        using var aBuffer = device.Pool.Rent<float>(m * k);
+        using var bBuffer = device.Pool.Rent<float>(k * n);
+        return MatMulKernels.UsesVectorLoads(aBuffer.View, transposeA, bBuffer.View, transposeB, m, k, n);
+    }
+
+    /// <summary>C starts random when accumulating; B is (k, n) once when shared, else batch of them.</summary>
+    private void AssertMatchesReference(int batch, int m, int k, int n, bool transposeA, bool transposeB, bool sharedB,
+        bool accumulate, bool v1Only)
+    {
+        var rng = new Random(batch * 1000 + m * 100 + k * 10 + n);
+        var a = GradCheck.Random(rng, 1f, transposeA ? [batch, k, m] : [batch, m, k]);
+        var bOne = transposeB ? new[] { n, k } : new[] { k, n };
+        var b = GradCheck.Random(rng, 1f, sharedB ? bOne : [batch, .. bOne]);
+        var start = GradCheck.Random(rng, 1f, batch, m, n);
+        var product = Op.MatMul(a, b, transposeA, transposeB);
+        var expected = accumulate ? Op.Add(product, start).Data : product.Data;
+
+        using var aBuffer = device.Pool.Rent<float>(a.Data.Length);
+        using var bBuffer = device.Pool.Rent<float>(b.Data.Length);
+        using var cBuffer = device.Pool.Rent<float>(start.Data.Length);
+        aBuffer.Upload(a.Data);
+        bBuffer.Upload(b.Data);
+        cBuffer.Upload(accumulate ? start.Data : new float[start.Data.Length]);
+        if (v1Only)
+            MatMulKernels.MatMulV1(device, aBuffer.View, transposeA, bBuffer.View, transposeB, cBuffer.View, batch, m, k, n, sharedB, accumulate);
+        else
+            MatMulKernels.MatMul(device, aBuffer.View, transposeA, bBuffer.View, transposeB, cBuffer.View, batch, m, k, n, sharedB, accumulate);
+        var c = new float[start.Data.Length];
+        cBuffer.Download(c);
+        KernelTests.AssertClose(expected, c, 1e-5f);
+    }
+}
