@@ -43,8 +43,8 @@ public class TrainingKernelTests(CpuAcceleratorFixture fixture)
         for (int p = 0; p < 3; p++)
         {
             AssertClose(cpu.Slots[p].Value.Data, onDevice.Slots[p].Value.Data, 1e-6f);
-            AssertClose(cpu.Slots[p].M, onDevice.Slots[p].M, 1e-6f);
-            AssertClose(cpu.Slots[p].V, onDevice.Slots[p].V, 1e-6f);
+            AssertClose(cpu.Slots[p].M.Data, onDevice.Slots[p].M.Data, 1e-6f);
+            AssertClose(cpu.Slots[p].V.Data, onDevice.Slots[p].V.Data, 1e-6f);
         }
         Assert.Equal(GradCheck.Random(new Random(3), 1f, 2).Data, onDevice.Slots[2].Value.Data);   // no gradient: untouched
     }

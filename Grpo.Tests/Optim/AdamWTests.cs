@@ -19,8 +19,8 @@ public class AdamWTests
         weight.GradOrCreate()[0] = 0.5f;
         adam.Step();
         Assert.Equal(0.89f, weight.Data[0], 1e-6f);
-        Assert.Equal(0.05f, adam.Slots[0].M[0], 1e-7f);
-        Assert.Equal(0.00025f, adam.Slots[0].V[0], 1e-9f);
+        Assert.Equal(0.05f, adam.Slots[0].M.Data[0], 1e-7f);
+        Assert.Equal(0.00025f, adam.Slots[0].V.Data[0], 1e-9f);
         Assert.Equal(1, adam.StepCount);
     }
 

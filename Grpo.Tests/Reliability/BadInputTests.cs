@@ -182,7 +182,7 @@ public sealed class BadInputTests : IDisposable
     {
         var model = new Transformer(Config, 1);
         var optimizer = new AdamW(model.Parameters);
-        optimizer.Slots[0].V[2] = float.PositiveInfinity;
+        optimizer.Slots[0].V.Data[2] = float.PositiveInfinity;
         var e = Assert.Throws<InvalidOperationException>(() => CheckpointStore.Save(folder, 7, model, optimizer, new Rng(1)));
         Assert.Equal("not saving the checkpoint of step 7: AdamW's second moment of 'model.embed_tokens.weight' holds +infinity at index 2 (NaN and infinity never reach a checkpoint)", e.Message);
     }

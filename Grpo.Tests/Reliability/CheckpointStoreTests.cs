@@ -148,8 +148,8 @@ public sealed class CheckpointStoreTests : IDisposable
         {
             // Compared as bit patterns: -0 vs 0 or two NaN payloads would pass a float comparison.
             Assert.Equal(Bits(expected.Model.Parameters[i].Value.Data), Bits(actual.Model.Parameters[i].Value.Data));
-            Assert.Equal(Bits(expected.Optimizer.Slots[i].M), Bits(actual.Optimizer.Slots[i].M));
-            Assert.Equal(Bits(expected.Optimizer.Slots[i].V), Bits(actual.Optimizer.Slots[i].V));
+            Assert.Equal(Bits(expected.Optimizer.Slots[i].M.Data), Bits(actual.Optimizer.Slots[i].M.Data));
+            Assert.Equal(Bits(expected.Optimizer.Slots[i].V.Data), Bits(actual.Optimizer.Slots[i].V.Data));
         }
     }
 

@@ -18,8 +18,8 @@ public sealed class NonFiniteStepTests : IDisposable
 
     private static (float[][] Weights, float[][] M, float[][] V, int Step) Snapshot(Transformer model, AdamW optimizer) =>
         (model.Parameters.Select(p => (float[])p.Value.Data.Clone()).ToArray(),
-         optimizer.Slots.Select(s => (float[])s.M.Clone()).ToArray(),
-         optimizer.Slots.Select(s => (float[])s.V.Clone()).ToArray(), optimizer.StepCount);
+         optimizer.Slots.Select(s => (float[])s.M.Data.Clone()).ToArray(),
+         optimizer.Slots.Select(s => (float[])s.V.Data.Clone()).ToArray(), optimizer.StepCount);
 
     private static void AssertUnchanged((float[][] Weights, float[][] M, float[][] V, int Step) before, Transformer model, AdamW optimizer)
     {

@@ -16,6 +16,10 @@ public sealed class BufferPool(Accelerator accelerator) : IDisposable
 {
     private readonly Dictionary<(Type, long), Stack<MemoryBuffer>> free = new();
     private readonly object gate = new();
+    // Rented buffers stay referenced from here: a tensor dropped unreferenced gives its buffer back in
+    // its finalizer, and without this reference ILGPU's own finalizer of the same (unreachable) buffer
+    // could free the device memory first, leaving freed memory in the pool for the next renter.
+    private readonly HashSet<MemoryBuffer> rented = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Bytes allocated on the device by this pool, rented or free.</summary>
     public long BytesAllocated { get; private set; }
@@ -42,6 +46,7 @@ public sealed class BufferPool(Accelerator accelerator) : IDisposable
             BytesRented += capacity * Interop.SizeOf<T>();
         }
         buffer ??= Allocate<T>(capacity);
+        lock (gate) rented.Add(buffer);
         return new PooledBuffer<T>(this, buffer, length);
     }
 
@@ -78,6 +83,7 @@ public sealed class BufferPool(Accelerator accelerator) : IDisposable
             var key = (typeof(T), buffer.Length);
             if (!free.TryGetValue(key, out var stack)) free[key] = stack = new Stack<MemoryBuffer>();
             stack.Push(buffer);
+            rented.Remove(buffer);
             BytesRented -= buffer.LengthInBytes;
         }
     }

@@ -55,9 +55,9 @@ public sealed class Transformer
         Tensor AddFilled(string name, float initStd, float fill, params int[] shape)
         {
             var data = new float[Tensor.SizeOf(shape)];
-            if (fill != 0) Array.Fill(data, fill);
-            else if (rng != null)
+            if (rng != null)   // every tensor draws from the rng, a constant one too, so the draws stay in step
                 for (int i = 0; i < data.Length; i++) data[i] = initStd * rng.NextGaussian();
+            if (fill != 0) Array.Fill(data, fill);
             var tensor = Device.IsCpu ? Tensor.Parameter(data, shape) : new Tensor(DeviceArray.Upload(Device, data), shape) { RequiresGrad = true };
             tensor.Name = name;
             parameters.Add((name, tensor));

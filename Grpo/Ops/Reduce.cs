@@ -24,6 +24,7 @@ public static partial class Op
 
     private static Tensor ReduceAll(Tensor x, float scale)
     {
+        RequireHost("SumAll/MeanAll", x);
         var y = Tensor.Scalar(TensorPrimitives.Sum<float>(x.Data) * scale);
         Autograd.Record(y, [x], () =>
         {
@@ -35,6 +36,7 @@ public static partial class Op
 
     private static Tensor ReduceAlongAxis(Tensor x, int axis, bool mean)
     {
+        RequireHost("Sum/Mean", x);
         int a = axis < 0 ? x.Rank + axis : axis;
         if (a < 0 || a >= x.Rank)
             throw new ArgumentOutOfRangeException(nameof(axis), $"axis {axis} is outside a tensor of shape {ShapeText(x)}");

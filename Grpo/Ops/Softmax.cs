@@ -15,6 +15,7 @@ public static partial class Op
 {
     public static Tensor Softmax(Tensor x)
     {
+        RequireHost("Softmax", x);
         int cols = SoftmaxRows.Width(x, "Softmax"), rows = x.Size / Math.Max(cols, 1);
         var y = new Tensor(new float[x.Size], x.Shape);
         SoftmaxRows.For(rows, cols, 0, (r, _) =>
@@ -45,6 +46,7 @@ public static partial class Op
 
     public static Tensor LogSoftmax(Tensor x)
     {
+        RequireHost("LogSoftmax", x);
         int cols = SoftmaxRows.Width(x, "LogSoftmax"), rows = x.Size / Math.Max(cols, 1);
         var y = new Tensor(new float[x.Size], x.Shape);
         SoftmaxRows.For(rows, cols, 0, (r, _) =>
