@@ -6,6 +6,7 @@
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Grpo.Cli;
+using Grpo.Compute;
 using Grpo.Tasks;
 using Grpo.Tests.Model;
 
@@ -132,8 +133,11 @@ public sealed class CommandWiringTests : IDisposable
     [Fact]
     public void AutoAndCpuRunOnTheCpu()
     {
-        Assert.Equal("cpu", DeviceOption.ResolveCpuOnly("auto", TextWriter.Null));
-        Assert.Equal("cpu", DeviceOption.ResolveCpuOnly("CPU", TextWriter.Null));
+        // This machine has no CUDA device: auto falls back to the CPU.
+        Assert.Same(Device.Cpu, DeviceOption.OpenForRun("auto"));
+        Assert.Same(Device.Cpu, DeviceOption.OpenForRun("CPU"));
+        Assert.Contains("no CUDA device found", Assert.Throws<ArgumentException>(() => DeviceOption.OpenForRun("cuda")).Message);
+        Assert.Contains("unknown device", Assert.Throws<ArgumentException>(() => DeviceOption.OpenForRun("cpu-accelerator")).Message);
     }
 
     [Fact]
@@ -194,10 +198,10 @@ public sealed class CommandWiringTests : IDisposable
     public static TheoryData<string[], string> BadInput => new()
     {
         { ["sample", "--model", WarmStart, "--prompt", "1 + 1", "--device", "tpu"], "error: unknown device 'tpu' (expected auto, cpu or cuda)" },
-        { ["eval", "--model", WarmStart, "--device", "cuda"], "error: --device cuda: training and sampling on CUDA are not supported yet" },
-        { ["grpo", "--model", WarmStart, "--device", "cuda"], "error: --device cuda:" },
+        { ["eval", "--model", WarmStart, "--device", "cuda"], "error: no CUDA device found" },
+        { ["grpo", "--model", WarmStart, "--device", "cuda"], "error: no CUDA device found" },
         { ["sft", "--device", "gpu"], "error: unknown device 'gpu'" },
-        { ["demo", "--device", "cuda"], "error: --device cuda:" },
+        { ["demo", "--device", "cuda"], "error: no CUDA device found" },
         { ["eval", "--model", Llama, "--task", "gsm8k"], "error: --task gsm8k needs --data" },
         { ["grpo", "--model", Llama, "--task", "gsm8k", "--data", "/no/such/gsm8k"], "error: --data /no/such/gsm8k: no such file or folder" },
         { ["sft", "--task", "gsm8k", "--data", "train.jsonl"], "error: --task gsm8k needs --model DIR" },

@@ -6,6 +6,7 @@
 // 4. the same evaluation again, a before/after table (the paper's Figure 7: RL raises maj@K and
 //    pass@1 more than pass@K), and a run folder runs/<name>/ with metrics.jsonl, summary.json,
 //    report.md, PNG plots and the final checkpoint.
+using Grpo.Compute;
 using System.CommandLine;
 using System.ComponentModel;
 using System.Diagnostics;
@@ -40,16 +41,17 @@ public static class DemoCommand
         var command = new Command("demo", "The main job (what runs with no command): warm start, evaluate, GRPO on the built-in task, evaluate again, report");
         var demo = new SettingsBinder<DemoSettings>(command);
         var grpo = new SettingsBinder<GrpoSettings>(command, "Method", "Supervision");
-        var device = DeviceOption.CreateCpuOnly();
+        var device = DeviceOption.Create();
         command.Options.Add(device);
         command.SetAction(parse => CliErrors.Run(parse, () =>
-            Run(demo.Bind(parse), grpo.Bind(parse), DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, parse.InvocationConfiguration.Error))));
+            Run(demo.Bind(parse), grpo.Bind(parse), DeviceOption.OpenForRun(parse.GetValue(device)!))));
         return command;
     }
 
-    /// <summary>The main job on <paramref name="device"/> (recorded in summary.json; "cpu" until training runs on CUDA).</summary>
-    public static int Run(DemoSettings demo, GrpoSettings settings, string device = "cpu")
+    /// <summary>The main job on <paramref name="device"/> (default the CPU; recorded in summary.json).</summary>
+    public static int Run(DemoSettings demo, GrpoSettings settings, Device? device = null)
     {
+        device ??= Device.Cpu;
         var watch = Stopwatch.StartNew();
         settings.Validate();
         if (demo.EvalSamples < 1 || demo.EvalProblems < 1) throw new ArgumentException("--eval-samples and --eval-problems must be at least 1");
@@ -58,20 +60,20 @@ public static class DemoCommand
         string name = demo.Name.Length > 0 ? demo.Name : DateTime.Now.ToString("yyyyMMdd-HHmmss");
         string runDir = Path.Combine("runs", name);
         Directory.CreateDirectory(runDir);
-        AnsiConsole.MarkupLine($"[bold]Grpo demo[/]: GRPO on {task.Name} word problems, device {device}, run folder [bold]{Markup.Escape(runDir)}[/]");
+        AnsiConsole.MarkupLine($"[bold]Grpo demo[/]: GRPO on {task.Name} word problems, device {Markup.Escape(device.Description)}, run folder [bold]{Markup.Escape(runDir)}[/]");
 
         Transformer policy;
         if (demo.FromScratch)
         {
             // The warm-up is at most a tenth of the run, so a short --sft-steps still has room to train.
             var sft = new SftSettings { Steps = demo.SftSteps, WarmupSteps = Math.Min(new SftSettings().WarmupSteps, demo.SftSteps / 10) };
-            policy = SftCommand.Train(sft, task, tokenizer, null, Path.Combine(runDir, "sft"), out _);
+            policy = SftCommand.Train(sft, task, tokenizer, null, new RunOptions(Path.Combine(runDir, "sft")), out _, device);
         }
         else
         {
             string warmStart = Path.Combine(AppContext.BaseDirectory, WarmStartFolder);
             if (!Directory.Exists(warmStart)) throw new ArgumentException($"the shipped warm start is missing ({warmStart}); run with --from-scratch");
-            policy = Checkpoint.LoadModel(warmStart);
+            policy = Checkpoint.LoadModel(warmStart).To(device);
             AnsiConsole.MarkupLine($"warm start: {Markup.Escape(WarmStartFolder)} ({policy.Config.ParameterCount() / 1e6:F2}M parameters, made by `grpo sft`, see README)");
         }
 
@@ -90,7 +92,7 @@ public static class DemoCommand
 
         AnsiConsole.Write(EvalCommand.Table(("before GRPO", before), ("after GRPO", after)));
         double seconds = watch.Elapsed.TotalSeconds;
-        RunReport.Write(runDir, device, seconds, settings, before, after, metrics);
+        RunReport.Write(runDir, device.Name, seconds, settings, before, after, metrics);
         AnsiConsole.MarkupLine($"pass@1 {100 * before.PassAt1:F1}% -> {100 * after.PassAt1:F1}% ({100 * (after.PassAt1 - before.PassAt1):+0.0;-0.0} points) in {seconds:F0} s");
         AnsiConsole.MarkupLine($"run folder: [bold]{Markup.Escape(Path.GetFullPath(runDir))}[/] (metrics.jsonl, summary.json, report.md, plots, final checkpoint)");
         return 0;

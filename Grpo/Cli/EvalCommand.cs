@@ -23,14 +23,14 @@ public static class EvalCommand
         var samples = new Option<int>("--samples") { Description = "samples per problem (n of pass@k)", DefaultValueFactory = _ => 16 };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "most tokens per completion", DefaultValueFactory = _ => 48 };
         var seed = new Option<ulong>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 7UL };
-        var device = DeviceOption.CreateCpuOnly();
+        var device = DeviceOption.Create();
         var json = new Option<bool>("--json") { Description = "one JSON line instead of the table" };
         var command = new Command("eval", "Evaluate a model on held-out problems: greedy accuracy, pass@k, maj@k")
             { model, taskName, data, problems, samples, maxNew, seed, device, json };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
             var notes = parse.InvocationConfiguration.Error;
-            DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, notes);
+            var onDevice = DeviceOption.OpenForRun(parse.GetValue(device)!);
             int n = parse.GetValue(samples);
             if (n < 1) throw new ArgumentException($"--samples must be at least 1 (got {n})");
             if (parse.GetValue(maxNew) < 1) throw new ArgumentException($"--max-new-tokens must be at least 1 (got {parse.GetValue(maxNew)})");
@@ -45,7 +45,7 @@ public static class EvalCommand
             var heldOut = task.HeldOut(parse.GetValue(problems));
             EvalResult? result = null;
             Progress.RunCounted("evaluating", progress =>
-                result = Evaluator.Run(transformer, task, tokenizer, heldOut, n, ks, parse.GetValue(maxNew), new Rng(parse.GetValue(seed)), progress));
+                result = Evaluator.Run(transformer.To(onDevice), task, tokenizer, heldOut, n, ks, parse.GetValue(maxNew), new Rng(parse.GetValue(seed)), progress));
             if (parse.GetValue(json)) parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(ToJson(result!)));
             else AnsiConsole.Write(Table(("model", result!)));
             return 0;

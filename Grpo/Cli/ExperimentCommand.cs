@@ -7,9 +7,10 @@
 //              iteration of Algorithm 1) against a reference fixed at the start (Figure 6's idea)
 // Each arm trains a fresh copy of the start model (Rl/TrainingCurve.cs); the run folder runs/<name>/
 // gets summary.json, report.md, PNG curves and each arm's metrics.jsonl (ExperimentReport.cs).
-// --device as demo takes it (DeviceOption.CreateCpuOnly): training and sampling run on the CPU for now,
-// so summary.json says "cpu".
+// --device as demo takes it (DeviceOption.OpenForRun): every arm's model lives there; summary.json
+// records the device.
 // Tests: Grpo.Tests/Cli/ExperimentCommandTests.cs.
+using Grpo.Compute;
 using System.CommandLine;
 using System.ComponentModel;
 using System.Diagnostics;
@@ -101,16 +102,16 @@ public static class ExperimentCommand
         var command = new Command("experiment", "The paper's analyses at small scale: paradigms (Figure 5), iterative (Figure 6)");
         var paradigms = new Command("paradigms", "RFT, Online RFT, GRPO+outcome, GRPO+process from one checkpoint, same budget; held-out accuracy vs steps");
         var paradigmsBinder = new SettingsBinder<ParadigmsSettings>(paradigms);
-        var paradigmsDevice = DeviceOption.CreateCpuOnly();
+        var paradigmsDevice = DeviceOption.Create();
         paradigms.Options.Add(paradigmsDevice);
         paradigms.SetAction(parse => CliErrors.Run(parse, () =>
-            RunParadigms(paradigmsBinder.Bind(parse), DeviceOption.ResolveCpuOnly(parse.GetValue(paradigmsDevice)!, parse.InvocationConfiguration.Error))));
+            RunParadigms(paradigmsBinder.Bind(parse), DeviceOption.OpenForRun(parse.GetValue(paradigmsDevice)!))));
         var iterative = new Command("iterative", "GRPO with beta > 0: reference reset each iteration vs fixed, same budget; held-out accuracy vs steps");
         var iterativeBinder = new SettingsBinder<IterativeSettings>(iterative);
-        var iterativeDevice = DeviceOption.CreateCpuOnly();
+        var iterativeDevice = DeviceOption.Create();
         iterative.Options.Add(iterativeDevice);
         iterative.SetAction(parse => CliErrors.Run(parse, () =>
-            RunIterative(iterativeBinder.Bind(parse), DeviceOption.ResolveCpuOnly(parse.GetValue(iterativeDevice)!, parse.InvocationConfiguration.Error))));
+            RunIterative(iterativeBinder.Bind(parse), DeviceOption.OpenForRun(parse.GetValue(iterativeDevice)!))));
         command.Subcommands.Add(paradigms);
         command.Subcommands.Add(iterative);
         return command;
@@ -126,7 +127,7 @@ public static class ExperimentCommand
             ["grpo-process"] = ("GRPO+PS", TrainingMethod.Grpo, Supervision.Process),
         };
 
-    public static int RunParadigms(ParadigmsSettings experiment, string device = "cpu")
+    public static int RunParadigms(ParadigmsSettings experiment, Device? device = null)
     {
         var names = experiment.Arms.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         if (names.Length == 0) throw new ArgumentException("--arms names no arm");
@@ -142,7 +143,7 @@ public static class ExperimentCommand
         return Run("paradigms", ParadigmsClaim, experiment, arms, device);
     }
 
-    public static int RunIterative(IterativeSettings experiment, string device = "cpu")
+    public static int RunIterative(IterativeSettings experiment, Device? device = null)
     {
         if (!(experiment.Beta > 0)) throw new ArgumentException($"--beta must be > 0 for the iterative experiment (got {experiment.Beta}): with no KL term the reference model plays no part");
         if (experiment.ResetEvery < 1 || experiment.ResetEvery >= experiment.Steps)
@@ -154,8 +155,9 @@ public static class ExperimentCommand
             [("fixed reference", fixedReference), ($"reset every {experiment.ResetEvery}", reset)], device);
     }
 
-    private static int Run(string experimentName, string claim, ExperimentSettings experiment, List<(string Label, GrpoSettings Settings)> arms, string device)
+    private static int Run(string experimentName, string claim, ExperimentSettings experiment, List<(string Label, GrpoSettings Settings)> arms, Device? device)
     {
+        device ??= Device.Cpu;
         var watch = Stopwatch.StartNew();
         var curve = experiment.Curve();
         curve.Validate();
@@ -167,10 +169,10 @@ public static class ExperimentCommand
         string runDir = Path.Combine("runs", name);
         Directory.CreateDirectory(runDir);
         long budget = (long)experiment.Steps * experiment.QuestionsPerStep * experiment.GroupSize;
-        AnsiConsole.MarkupLine($"[bold]grpo experiment {experimentName}[/]: {arms.Count} arms x {experiment.Steps} steps x {experiment.QuestionsPerStep} questions x G {experiment.GroupSize} = {budget} sampled completions each, device {device}");
+        AnsiConsole.MarkupLine($"[bold]grpo experiment {experimentName}[/]: {arms.Count} arms x {experiment.Steps} steps x {experiment.QuestionsPerStep} questions x G {experiment.GroupSize} = {budget} sampled completions each, device {Markup.Escape(device.Description)}");
         AnsiConsole.MarkupLine($"start: {Markup.Escape(modelFolder)}; run folder [bold]{Markup.Escape(runDir)}[/]");
 
-        var start = Checkpoint.LoadModel(modelFolder);
+        var start = Checkpoint.LoadModel(modelFolder).To(device);
         CurvePoint? startPoint = null;
         EvalResult? before = null;
         Progress.RunCounted($"evaluating the start model ({experiment.CurveProblems} x {experiment.CurveSamples}, then {experiment.FinalProblems} x {experiment.FinalSamples})", progress =>
@@ -183,7 +185,7 @@ public static class ExperimentCommand
         var results = new List<ArmResult>();
         foreach (var (label, settings) in arms)
         {
-            var policy = Checkpoint.LoadModel(modelFolder);
+            var policy = Checkpoint.LoadModel(modelFolder).To(device);
             string armDir = Path.Combine(runDir, ExperimentReport.Slug(label));
             Directory.CreateDirectory(armDir);
             using var log = new StreamWriter(Path.Combine(armDir, "metrics.jsonl"), append: false);
@@ -202,7 +204,7 @@ public static class ExperimentCommand
 
         double seconds = watch.Elapsed.TotalSeconds;
         AnsiConsole.Write(ExperimentReport.Table(before!, results));
-        ExperimentReport.Write(runDir, experimentName, claim, seconds, modelFolder, experiment, before!, results, device);
+        ExperimentReport.Write(runDir, experimentName, claim, seconds, modelFolder, experiment, before!, results, device.Name);
         AnsiConsole.MarkupLine($"ordering by final pass@1: {Markup.Escape(string.Join(" > ", results.OrderByDescending(r => r.Final.PassAt1).Select(r => r.Name)))}");
         AnsiConsole.MarkupLine($"paper: {Markup.Escape(claim)}");
         AnsiConsole.MarkupLine($"{seconds:F0} s; run folder: [bold]{Markup.Escape(Path.GetFullPath(runDir))}[/] (summary.json, report.md, accuracy.png, each arm's metrics.jsonl)");

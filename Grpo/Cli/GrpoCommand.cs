@@ -26,7 +26,7 @@ public static class GrpoCommand
         var output = new Option<string>("--out") { Description = "run folder: metrics.jsonl and the final checkpoint", DefaultValueFactory = _ => "runs/grpo" };
         var taskName = new Option<string>("--task") { Description = "arithmetic or gsm8k", DefaultValueFactory = _ => "arithmetic" };
         var data = new Option<string?>("--data") { Description = "for --task gsm8k: a folder with train.jsonl and test.jsonl, or a JSONL file of training problems" };
-        var device = DeviceOption.CreateCpuOnly();
+        var device = DeviceOption.Create();
         var preset = new Option<string?>("--preset") { Description = "deepseekmath: start from the paper's settings (options still override)" };
         command.Options.Add(model);
         command.Options.Add(output);
@@ -38,7 +38,7 @@ public static class GrpoCommand
         var run = new RunOptionSet(command);
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
-            DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, parse.InvocationConfiguration.Error);
+            var onDevice = DeviceOption.OpenForRun(parse.GetValue(device)!);
             var settings = parse.GetValue(preset) switch
             {
                 null => binder.Bind(parse),
@@ -54,7 +54,7 @@ public static class GrpoCommand
             var (task, tokenizer, note) = TaskChoice.Create(parse.GetValue(taskName)!, parse.GetValue(data), TaskUse.Training, modelTokenizer, folder,
                 new ContextBudget(policy.Config.MaxSeqLen, settings.MaxNewTokens));
             if (note is not null) parse.InvocationConfiguration.Error.WriteLine($"note: {note}");
-            Train(policy, task, tokenizer, settings, runOptions);
+            Train(policy.To(onDevice), task, tokenizer, settings, runOptions);
             return 0;
         }));
         return command;

@@ -9,6 +9,7 @@
 // Bad input (unknown folder, both or neither prompt option, token outside the vocabulary, prompt past
 // the context, --device cuda): one line on stderr, exit 1. Tests: Grpo.Tests/Cli/SampleCommandTests.cs,
 // CommandWiringTests.cs.
+using Grpo.Compute;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Encodings.Web;
@@ -33,14 +34,14 @@ public static class SampleCommand
         var minP = new Option<float>("--min-p") { Description = "drop tokens below p * the most probable (0 = off)", DefaultValueFactory = _ => 0f };
         var eos = new Option<int?>("--eos") { Description = "token id that ends the completion (default: the tokenizer's EOS; none without a tokenizer)" };
         var seed = new Option<ulong>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 0UL };
-        var device = DeviceOption.CreateCpuOnly();
+        var device = DeviceOption.Create();
         var json = new Option<bool>("--json") { Description = "end with one JSON line: tokens, logProbs, text, finish, truncated" };
         var command = new Command("sample", "Sample one completion from a model folder (text or token ids in), with each token's log-prob")
             { model, prompt, promptTokens, maxNewTokens, temperature, topK, topP, minP, eos, seed, device, json };
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
-            DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, parse.InvocationConfiguration.Error);
-            return Run(parse.GetValue(model)!, parse.GetValue(prompt), parse.GetValue(promptTokens), parse.GetValue(maxNewTokens),
+            var onDevice = DeviceOption.OpenForRun(parse.GetValue(device)!);
+            return Run(onDevice, parse.GetValue(model)!, parse.GetValue(prompt), parse.GetValue(promptTokens), parse.GetValue(maxNewTokens),
                 new SamplerOptions(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP), parse.GetValue(minP)),
                 parse.GetValue(eos), parse.GetValue(seed), parse.GetValue(json), parse.InvocationConfiguration.Output);
         }));
@@ -48,7 +49,7 @@ public static class SampleCommand
     }
 
     /// <summary>Samples and prints; bad input is an ArgumentException or ModelFormatException with one line.</summary>
-    private static int Run(string modelFolder, string? promptText, string? promptTokens, int maxNewTokens,
+    private static int Run(Device device, string modelFolder, string? promptText, string? promptTokens, int maxNewTokens,
         SamplerOptions sampler, int? eos, ulong seed, bool json, TextWriter output)
     {
         if ((promptText is null) == (promptTokens is null)) throw new ArgumentException("give exactly one of --prompt or --prompt-tokens");
@@ -79,7 +80,7 @@ public static class SampleCommand
             throw new ArgumentException($"prompt ({prompt.Length}) + max new tokens ({maxNewTokens}) exceed the model's context of {config.MaxSeqLen}; use --max-new-tokens {config.MaxSeqLen - prompt.Length} or less");
 
         var options = new GenerationOptions(maxNewTokens, sampler, eos);
-        var result = Generator.Generate(transformer, [prompt], 1, options, new Rng(seed)).Single();
+        var result = Generator.Generate(transformer.To(device), [prompt], 1, options, new Rng(seed)).Single();
         string? text = tokenizer?.Decode(result.Tokens);
 
         if (!json)

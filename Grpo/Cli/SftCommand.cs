@@ -7,6 +7,7 @@
 // folder's tokenizer (Cli/TaskChoice.cs), leaving out problems whose prompt and solution exceed the context.
 // The shipped warm start (Grpo/WarmStart/arithmetic-small) was made by this command; the README gives
 // the exact line.
+using Grpo.Compute;
 using System.CommandLine;
 using System.ComponentModel;
 using System.Diagnostics;
@@ -70,7 +71,7 @@ public static class SftCommand
         var model = new Option<string?>("--model") { Description = "start from this model folder (ours or Hugging Face's) instead of a fresh model" };
         var output = new Option<string>("--out") { Description = "folder for the final model, metrics.jsonl and checkpoints/", DefaultValueFactory = _ => "runs/sft" };
         var data = new Option<string?>("--data") { Description = "for --task gsm8k: a folder with train.jsonl and test.jsonl, or a JSONL file of training problems" };
-        var device = DeviceOption.CreateCpuOnly();
+        var device = DeviceOption.Create();
         command.Options.Add(model);
         command.Options.Add(output);
         command.Options.Add(data);
@@ -79,7 +80,7 @@ public static class SftCommand
         var run = new RunOptionSet(command);
         command.SetAction(parse => CliErrors.Run(parse, () =>
         {
-            DeviceOption.ResolveCpuOnly(parse.GetValue(device)!, parse.InvocationConfiguration.Error);
+            var onDevice = DeviceOption.OpenForRun(parse.GetValue(device)!);
             var settings = binder.Bind(parse);
             settings.Validate();
             var runOptions = run.Bind(parse, parse.GetValue(output)!);
@@ -91,7 +92,7 @@ public static class SftCommand
             var (task, tokenizer, note) = TaskChoice.Create(settings.Task, parse.GetValue(data), TaskUse.Training, modelTokenizer, folder,
                 new ContextBudget(context, MaxNewTokens: null), settings.Difficulty);
             if (note is not null) parse.InvocationConfiguration.Error.WriteLine($"note: {note}");
-            Train(settings, task, tokenizer, start, runOptions, out _);
+            Train(settings, task, tokenizer, start, runOptions, out _, onDevice);
             return 0;
         }));
         return command;
@@ -103,7 +104,8 @@ public static class SftCommand
 
     /// <summary>Runs SFT with a progress bar, metrics.jsonl and checkpoints in run.OutDir (resuming when asked);
     /// saves the final model to run.OutDir. Prints where it resumed, stopped or finished.</summary>
-    public static Transformer Train(SftSettings settings, IRlTask task, ITokenizer tokenizer, Transformer? startFrom, RunOptions run, out double seconds)
+    public static Transformer Train(SftSettings settings, IRlTask task, ITokenizer tokenizer, Transformer? startFrom, RunOptions run, out double seconds,
+        Device? device = null)
     {
         var watch = Stopwatch.StartNew();
         settings.Validate();
@@ -120,6 +122,7 @@ public static class SftCommand
         }
         if (model.Config.VocabSize < tokenizer.VocabSize)
             throw new ArgumentException($"the model's vocabulary ({model.Config.VocabSize}) is smaller than the tokenizer's ({tokenizer.VocabSize})");
+        model = model.To(device ?? Device.Cpu);
         var optimizer = new AdamW(model.Parameters, settings.LearningRate, weightDecay: settings.WeightDecay);
         var schedule = LrSchedule.WarmupCosine(settings.LearningRate, settings.MinLearningRate, settings.WarmupSteps, settings.Steps);
         var trainer = new SftTrainer(model, optimizer, schedule, tokenizer.Pad, settings.MaxGradNorm);

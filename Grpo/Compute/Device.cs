@@ -40,6 +40,8 @@ public sealed partial class Device : IDisposable
     /// <summary>What the device is, in words, e.g. "cuda: NVIDIA H200 (SM_90, 132 SMs, 139.8 GiB)".</summary>
     public string Description { get; }
     public bool IsCpu => Kind == DeviceKind.Cpu;
+    /// <summary>The name Create takes for it: cpu, cuda or cpu-accelerator.</summary>
+    public string Name => Kind switch { DeviceKind.Cpu => "cpu", DeviceKind.Cuda => "cuda", _ => "cpu-accelerator" };
 
     private readonly Context? context;
     private readonly Accelerator? accelerator;
