@@ -13,7 +13,8 @@
 // Sizes: realistic = the small preset's training shapes (width 256, FFN 768, 4 heads of 64, batch
 // 64 x 128 tokens) plus the mid preset's LM head (width 768, vocab 32000) and edge-crossing odd sizes;
 // small = shapes ILGPU's CPU accelerator runs in seconds (the default for cpu-accelerator).
-// The ops' kernels (forward and backward), AdamW, the sampler and the GRPO loss are in CheckOpCases.cs.
+// The ops' kernels (forward and backward), AdamW, the sampler and the GRPO loss are in CheckOpCases.cs;
+// a whole training step, GRPO step and sampling of the small model in CheckModelCases.cs.
 using System.CommandLine;
 using System.Diagnostics;
 using Grpo.Compute;
@@ -70,7 +71,8 @@ public static class CheckCommand
         Console.WriteLine($"{"kernel",-12} {"what",-40} {"shape",-34} {"max abs",10} {"rel",10} {"tol",9}  result");
         var watch = Stopwatch.StartNew();
         int ok = 0, notOk = 0;
-        foreach (var check in Cases(new Rng(seed), small).Concat(CheckOpCases.Cases(new Rng(seed + 1), small)))
+        foreach (var check in Cases(new Rng(seed), small).Concat(CheckOpCases.Cases(new Rng(seed + 1), small))
+                     .Concat(CheckModelCases.Cases(new Rng(seed + 2), small)))
         {
             string verdict;
             double maxAbs = double.NaN, relative = double.NaN;

@@ -1,0 +1,173 @@
+// The whole-model part of `grpo check`: a training step, a GRPO step and sampling of the small model,
+// run once on the CPU (the reference) and once with the model on the device, tensor by tensor.
+//
+//   sample      greedy completions of the held-out prompts through the KV cache: the tokens must be
+//               identical, their log-probs within 1e-4
+//   train step  one SFT step (forward, cross-entropy, backward, clip to norm 1, AdamW): the logits, the
+//               loss, every parameter's gradient and every parameter after the update
+//   grpo step   one GRPO gradient step on completions sampled on the CPU from the same model, with
+//               the demo's objective plus a KL term (beta 0.04) to a reference model: the policy's and
+//               the reference's per-token log-probs, the loss, the mean KL, every gradient, every parameter
+//               after the update
+// Both runs start from the same weights and read the same batch, so their only difference is where
+// the arithmetic runs. Gradients and logits are judged against their tensor's scale (s, 1e-4: fp32
+// sums in another order differ by ~1e-6 of the scale). AdamW runs with eps 1e-3 here: with PyTorch's
+// 1e-8 the first step moves every weight by lr * g / |g|, so a gradient element within rounding of 0
+// would flip its step from +lr to -lr between two correct runs; with 1e-3 the step is smooth in g and
+// a wrong update still shows (the kernel's arithmetic does not depend on eps).
+// Model: the shipped warm start (the demo's model, on its own task) at realistic sizes; a one-layer
+// tiny model and a handful of short rows at small sizes (for ILGPU's CPU accelerator).
+using Grpo.Compute;
+using Grpo.Model;
+using Grpo.Ops;
+using Grpo.Optim;
+using Grpo.Rl;
+using Grpo.Sampling;
+using Grpo.Tasks;
+
+namespace Grpo.Cli;
+
+internal static class CheckModelCases
+{
+    /// <summary>What both runs read: the model, the SFT batch, and the GRPO batch with its old log-probs and advantages.</summary>
+    private sealed record Inputs(Transformer Model, Transformer Reference, int[][] Prompts, SequenceBatch Sft, SequenceBatch Grpo,
+        float[] OldLogProbs, float[] Advantages, float[] Mask, GenerationOptions Greedy);
+
+    public static IEnumerable<CheckCommand.Case> Cases(Rng rng, bool small)
+    {
+        var inputs = new Lazy<Inputs>(() => MakeInputs(rng, small));
+        var reference = new Lazy<Dictionary<string, float[]>>(() => Run(inputs.Value, Device.Cpu));
+        var onDevice = new Dictionary<Device, Dictionary<string, float[]>>();
+        Dictionary<string, float[]> Results(Device device)
+        {
+            if (!onDevice.TryGetValue(device, out var results)) onDevice[device] = results = Run(inputs.Value, device);
+            return results;
+        }
+        // The tensor names are known once the inputs exist; build them from a model of the same shape.
+        var names = new Lazy<string[]>(() => inputs.Value.Model.Parameters.Select(p => p.Name).ToArray());
+        string shape = small ? "tiny, 1 layer" : "warm start (small preset)";
+
+        CheckCommand.Case Compare(string kernel, string what, string key, double tolerance, bool scaled) =>
+            new(kernel, what, shape, tolerance, scaled, () => reference.Value[key], device => Results(device)[key], NeedsGrad: true);
+
+        yield return Compare("sample", "greedy tokens (KV cache)", "sample.tokens", 0, false);
+        yield return Compare("sample", "their log-probs", "sample.logprobs", 1e-4, true);
+        yield return Compare("train step", "logits", "sft.logits", 1e-4, true);
+        yield return Compare("train step", "cross-entropy loss", "sft.loss", 1e-5, false);
+        yield return Compare("train step", "gradient norm (before clipping)", "sft.norm", 1e-4, false);
+        foreach (var name in Names(names))
+            yield return Compare("train step", "d " + Short(name), "sft.grad." + name, 1e-4, true);
+        foreach (var name in Names(names))
+            yield return Compare("train step", "after AdamW: " + Short(name), "sft.weight." + name, 1e-4, true);
+        yield return Compare("grpo step", "policy log-probs", "grpo.logprobs", 1e-4, true);
+        yield return Compare("grpo step", "reference log-probs", "grpo.ref", 1e-4, true);
+        yield return Compare("grpo step", "loss (clipped surrogate - beta KL)", "grpo.loss", 1e-4, true);
+        yield return Compare("grpo step", "mean KL (k3)", "grpo.kl", 1e-3, true);
+        foreach (var name in Names(names))
+            yield return Compare("grpo step", "d " + Short(name), "grpo.grad." + name, 1e-4, true);
+        foreach (var name in Names(names))
+            yield return Compare("grpo step", "after AdamW: " + Short(name), "grpo.weight." + name, 1e-4, true);
+    }
+
+    /// <summary>The parameter names, produced lazily (iterating them builds the inputs, which happens when the cases run).</summary>
+    private static IEnumerable<string> Names(Lazy<string[]> names)
+    {
+        foreach (var name in names.Value) yield return name;
+    }
+
+    private static string Short(string name) => name.Replace("model.layers.", "L").Replace(".weight", "").Replace("self_attn.", "").Replace("mlp.", "");
+
+    private static Inputs MakeInputs(Rng rng, bool small)
+    {
+        var task = new ArithmeticTask();
+        var tokenizer = new CharTokenizer(ArithmeticTask.Alphabet);
+        string warmStart = Path.Combine(AppContext.BaseDirectory, DemoCommand.WarmStartFolder);
+        Transformer model = !small && Directory.Exists(warmStart)
+            ? Checkpoint.LoadModel(warmStart)
+            : new Transformer(TransformerConfig.Tiny with { Layers = 1, VocabSize = tokenizer.VocabSize, MaxSeqLen = 128 }, rng.NextULong());
+        int questions = small ? 2 : 16, groupSize = small ? 2 : 8, maxNew = small ? 6 : 48;
+        var problems = Enumerable.Range(0, questions).Select(_ => task.SampleTraining(rng)).ToArray();
+        var prompts = problems.Select(p => tokenizer.Encode(p.Prompt, addBos: true)).ToArray();
+
+        // SFT: each prompt with its worked solution.
+        var solutions = problems.Select(p => tokenizer.Encode(p.Solution).Append(CharTokenizer.Eos).ToArray()).ToArray();
+        var sft = new SequenceBatch(prompts, solutions, CharTokenizer.Pad);
+
+        // GRPO: G completions per prompt sampled on the CPU, scored, with outcome advantages.
+        var sampled = Generator.Generate(model, prompts, groupSize,
+            new GenerationOptions(maxNew, new SamplerOptions(), CharTokenizer.Eos), rng);
+        var rewards = Rewards.ForTask(task).Score(sampled.Select(o => problems[o.PromptIndex]).ToArray(),
+            sampled.Select(o => tokenizer.Decode(o.Tokens)).ToArray()).Total;
+        var perOutput = Advantages.Outcome(rewards, groupSize);
+        var grpo = new SequenceBatch(sampled.Select(o => prompts[o.PromptIndex]).ToArray(), sampled.Select(o => o.Tokens).ToArray(), CharTokenizer.Pad);
+        var oldLogProbs = new float[grpo.Inputs.Length];
+        var advantages = new float[grpo.Inputs.Length];
+        for (int b = 0; b < sampled.Length; b++)
+            for (int j = 0; j < sampled[b].NewTokens; j++)
+            {
+                oldLogProbs[grpo.CompletionIndex(b, j)] = sampled[b].LogProbs[j];
+                advantages[grpo.CompletionIndex(b, j)] = perOutput[b];
+            }
+
+        // The reference: the same model with every weight nudged, so the KL term and its gradient are not zero.
+        var referenceModel = model.CopyTo(Device.Cpu);
+        foreach (var (_, value) in referenceModel.Parameters)
+        {
+            var data = value.Data;
+            for (int i = 0; i < data.Length; i++) data[i] += 0.01f * rng.NextGaussian();
+        }
+        return new Inputs(model, referenceModel, prompts, sft, grpo, oldLogProbs, advantages, grpo.CompletionMask,
+            new GenerationOptions(maxNew, SamplerOptions.Greedy, CharTokenizer.Eos));
+    }
+
+    /// <summary>Sampling, the SFT step and the GRPO step with the model on device; every compared tensor by name, on the host.</summary>
+    private static Dictionary<string, float[]> Run(Inputs inputs, Device device)
+    {
+        var results = new Dictionary<string, float[]>();
+
+        var sampled = Generator.Generate(inputs.Model.To(device), inputs.Prompts, 1, inputs.Greedy, new Rng(0));
+        results["sample.tokens"] = sampled.SelectMany(o => o.Tokens.Append(-1)).Select(t => (float)t).ToArray();
+        results["sample.logprobs"] = sampled.SelectMany(o => o.LogProbs).ToArray();
+
+        // One SFT step.
+        var model = inputs.Model.CopyTo(device);
+        var parameters = model.Parameters.Select(p => p.Value).ToArray();
+        var optimizer = new AdamW(model.Parameters, 1e-3, eps: 1e-3);
+        var batch = inputs.Sft;
+        var logits = model.Forward(batch.Inputs, batch.Batch, batch.SeqLen);
+        var loss = Op.CrossEntropy(logits, batch.Targets, batch.CompletionMask);
+        results["sft.logits"] = logits.ToArray();
+        results["sft.loss"] = [loss.Item()];
+        Autograd.Backward(loss);
+        results["sft.norm"] = [GradClip.ClipGlobalNorm(parameters, 1f)];
+        foreach (var (name, value) in model.Parameters) results["sft.grad." + name] = value.GradToArray()!;
+        optimizer.Step();
+        foreach (var (name, value) in model.Parameters) results["sft.weight." + name] = value.ToArray();
+
+        // One GRPO step from the same start, with a KL term to the reference.
+        model = inputs.Model.CopyTo(device);
+        var referenceModel = inputs.Reference.CopyTo(device);
+        parameters = model.Parameters.Select(p => p.Value).ToArray();
+        optimizer = new AdamW(model.Parameters, 1e-3, eps: 1e-3);
+        batch = inputs.Grpo;
+        float[] refLogProbs;
+        using (Autograd.NoGrad())
+            refLogProbs = Op.TokenLogProbs(referenceModel.Forward(batch.Inputs, batch.Batch, batch.SeqLen), batch.Targets).ToArray();
+        var logProbs = Op.TokenLogProbs(model.Forward(batch.Inputs, batch.Batch, batch.SeqLen), batch.Targets).To(Device.Cpu);
+        var objective = PolicyLoss.Compute(logProbs, inputs.OldLogProbs, refLogProbs, inputs.Advantages, inputs.Mask,
+            new PolicyLossOptions { Beta = 0.04f, Aggregation = LossAggregation.Token });
+        results["grpo.logprobs"] = Masked(logProbs.Data, inputs.Mask);
+        results["grpo.ref"] = Masked(refLogProbs, inputs.Mask);
+        results["grpo.loss"] = [objective.Loss.Item()];
+        results["grpo.kl"] = [(float)objective.Statistics.MeanKl];
+        Autograd.Backward(objective.Loss);
+        GradClip.ClipGlobalNorm(parameters, 1f);
+        foreach (var (name, value) in model.Parameters) results["grpo.grad." + name] = value.GradToArray()!;
+        optimizer.Step();
+        foreach (var (name, value) in model.Parameters) results["grpo.weight." + name] = value.ToArray();
+        return results;
+    }
+
+    /// <summary>The values at completion tokens (the rest are padding or prompt, which no loss reads).</summary>
+    private static float[] Masked(float[] values, float[] mask) => values.Where((_, i) => mask[i] != 0).ToArray();
+}
