@@ -21,9 +21,15 @@ public static class BenchCommand
     {
         var device = DeviceOption.Create("cpu");
         var json = new Option<bool>("--json") { Description = "only the JSON lines" };
-        var command = new Command("bench", "Measure speed: matmul GFLOP/s, training step tokens/s, sampling new tokens/s") { device, json };
+        var shape = new Option<string>("--shape") { Description = "on cuda, the model figures' shape: small (torch_gpu_anchor.py's default) or mid (its 134M one)", DefaultValueFactory = _ => "small" };
+        var command = new Command("bench", "Measure speed: matmul GFLOP/s, training step tokens/s, sampling new tokens/s") { device, json, shape };
         command.SetAction(parse =>
         {
+            if (parse.GetValue(shape) is not ("small" or "mid"))
+            {
+                Console.Error.WriteLine($"error: --shape must be small or mid, not '{parse.GetValue(shape)}'");
+                return 1;
+            }
             using var opened = DeviceOption.Open(parse.GetValue(device)!);
             if (opened == null) return 1;
             if (opened.Kind == DeviceKind.CpuAccelerator)
@@ -31,9 +37,10 @@ public static class BenchCommand
                 Console.Error.WriteLine("error: bench times cpu or cuda; ILGPU's CPU accelerator is a test device, not a backend");
                 return 1;
             }
+            bool mid = parse.GetValue(shape) == "mid";
             var figures = opened.IsCpu
                 ? CpuSgemm().Append(CpuTrainStep()).Append(CpuGenerate())
-                : GpuBench.Sgemm(opened).Concat(GpuBench.Elementwise(opened));
+                : GpuBench.Sgemm(opened).Concat(GpuBench.Elementwise(opened)).Concat(GpuBench.Model(opened, mid));
             foreach (var figure in figures) Console.WriteLine(JsonSerializer.Serialize(figure));
             return 0;
         });
@@ -63,10 +70,13 @@ public static class BenchCommand
     /// from itself (ids are their own targets, not shifted), which costs the same as next-token targets.
     /// One warm-up, then the mean of 20 steps; tok_per_s = batch * seq / seconds.
     /// </summary>
-    public static Dictionary<string, object> CpuTrainStep(int batch = 16, int seqLen = 64, int reps = 20)
+    public static Dictionary<string, object> CpuTrainStep(int batch = 16, int seqLen = 64, int reps = 20) =>
+        TrainStep(Device.Cpu, TransformerConfig.CpuBench, "cpu_train_step", batch, seqLen, reps);
+
+    /// <summary>The training step on any device (the GPU figure: train_step_fp32 at torch_gpu_anchor.py's shapes).</summary>
+    public static Dictionary<string, object> TrainStep(Device device, TransformerConfig config, string figure, int batch, int seqLen, int reps)
     {
-        var config = TransformerConfig.CpuBench;
-        var model = new Transformer(config, seed: 0);
+        var model = new Transformer(config, seed: 0).To(device);
         var optimizer = new AdamW(model.Parameters, learningRate: 1e-3);
         var rng = new Rng(0);
         var tokens = Enumerable.Range(0, batch * seqLen).Select(_ => rng.NextInt(config.VocabSize)).ToArray();
@@ -79,10 +89,12 @@ public static class BenchCommand
             optimizer.Step();
         }
         Step();
+        device.Synchronize();
         var watch = Stopwatch.StartNew();
         for (int r = 0; r < reps; r++) Step();
+        device.Synchronize();
         double seconds = watch.Elapsed.TotalSeconds / reps;
-        return new() { ["fig"] = "cpu_train_step", ["params"] = config.ParameterCount(), ["batch"] = batch, ["seq"] = seqLen,
+        return new() { ["fig"] = figure, ["params"] = config.ParameterCount(), ["batch"] = batch, ["seq"] = seqLen,
             ["ms"] = Math.Round(seconds * 1e3, 2), ["tok_per_s"] = Math.Round(batch * seqLen / seconds, 1) };
     }
 
@@ -91,19 +103,23 @@ public static class BenchCommand
     /// tokens, 48 new tokens each at temperature 1 (no EOS), on the CpuBench model with random weights.
     /// One warm-up, then the mean of 3 runs; new_tok_per_s = batch * new / seconds.
     /// </summary>
-    public static Dictionary<string, object> CpuGenerate(int batch = 64, int promptLength = 16, int newTokens = 48, int reps = 3)
+    public static Dictionary<string, object> CpuGenerate(int batch = 64, int promptLength = 16, int newTokens = 48, int reps = 3) =>
+        Generate(Device.Cpu, TransformerConfig.CpuBench, "cpu_generate", batch, promptLength, newTokens, reps);
+
+    /// <summary>Sampling on any device (the GPU figure: generate at torch_gpu_anchor.py's shapes, against its generate_hf).</summary>
+    public static Dictionary<string, object> Generate(Device device, TransformerConfig config, string figure, int batch, int promptLength, int newTokens, int reps)
     {
-        var model = new Transformer(TransformerConfig.CpuBench, seed: 0);
+        var model = new Transformer(config, seed: 0).To(device);
         var rng = new Rng(0);
         var prompts = Enumerable.Range(0, batch)
-            .Select(_ => Enumerable.Range(0, promptLength).Select(_ => rng.NextInt(TransformerConfig.CpuBench.VocabSize)).ToArray())
+            .Select(_ => Enumerable.Range(0, promptLength).Select(_ => rng.NextInt(config.VocabSize)).ToArray())
             .ToArray();
         var options = new GenerationOptions(newTokens, new SamplerOptions(Temperature: 1f));
         Generator.Generate(model, prompts, 1, options, rng);
         var watch = Stopwatch.StartNew();
         for (int r = 0; r < reps; r++) Generator.Generate(model, prompts, 1, options, rng);
         double seconds = watch.Elapsed.TotalSeconds / reps;
-        return new() { ["fig"] = "cpu_generate", ["batch"] = batch, ["prompt"] = promptLength, ["new"] = newTokens,
+        return new() { ["fig"] = figure, ["batch"] = batch, ["prompt"] = promptLength, ["new"] = newTokens,
             ["s"] = Math.Round(seconds, 4), ["new_tok_per_s"] = Math.Round(batch * newTokens / seconds, 1) };
     }
 }

@@ -6,8 +6,11 @@
 //   sgemm_fp32_v1  the same product by v1 (scalar loads), to show the step from v1 to v2
 //   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time
 //                                                           vs device copy_bw, 4.24 TB/s
+//   train_step_fp32, generate   the model at the anchor's shapes (--shape small|mid)
+//                                                           vs its train_step_fp32 and generate_hf
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
+using Grpo.Model;
 using Grpo.Sampling;
 using System.Diagnostics;
 
@@ -48,6 +51,23 @@ public static class GpuBench
             double seconds = Time(device, reps, launch);
             yield return new() { ["fig"] = "elementwise", ["op"] = name, ["n"] = n, ["gbps"] = Math.Round((double)floatsMoved * n * sizeof(float) / seconds / 1e9, 1) };
         }
+    }
+
+    /// <summary>
+    /// The model figures at torch_gpu_anchor.py's shapes, same names: train_step_fp32 (forward, cross-entropy,
+    /// backward, AdamW; 64 x 128 tokens small, 64 x 512 mid) and generate (64 prompts of 32 random
+    /// tokens, 96 new at temperature 1, the anchor's generate_hf).
+    /// </summary>
+    public static IEnumerable<Dictionary<string, object>> Model(Device device, bool mid)
+    {
+        var config = mid ? TransformerConfig.GpuMid : TransformerConfig.GpuSmall;
+        string shape = mid ? "mid" : "small";
+        var step = BenchCommand.TrainStep(device, config, "train_step_fp32", 64, mid ? 512 : 128, mid ? 5 : 20);
+        step["shape"] = shape;
+        yield return step;
+        var generate = BenchCommand.Generate(device, config, "generate", 64, 32, 96, 3);
+        generate["shape"] = shape;
+        yield return generate;
     }
 
     /// <summary>Seconds per launch: one warm-up (compiles the kernel), then reps launches between synchronizations.</summary>
