@@ -22,7 +22,8 @@ public static class BenchCommand
         var device = DeviceOption.Create("cpu");
         var json = new Option<bool>("--json") { Description = "only the JSON lines" };
         var shape = new Option<string>("--shape") { Description = "on cuda, the model figures' shape: small (torch_gpu_anchor.py's default) or mid (its 134M one)", DefaultValueFactory = _ => "small" };
-        var command = new Command("bench", "Measure speed: matmul GFLOP/s, training step tokens/s, sampling new tokens/s") { device, json, shape };
+        var only = new Option<string>("--figures") { Description = "on cuda, which figures: any of sgemm,elementwise,train,generate (comma-separated)", DefaultValueFactory = _ => "sgemm,elementwise,train,generate" };
+        var command = new Command("bench", "Measure speed: matmul GFLOP/s, training step tokens/s, sampling new tokens/s") { device, json, shape, only };
         command.SetAction(parse =>
         {
             if (parse.GetValue(shape) is not ("small" or "mid"))
@@ -38,9 +39,18 @@ public static class BenchCommand
                 return 1;
             }
             bool mid = parse.GetValue(shape) == "mid";
-            var figures = opened.IsCpu
-                ? CpuSgemm().Append(CpuTrainStep()).Append(CpuGenerate())
-                : GpuBench.Sgemm(opened).Concat(GpuBench.Elementwise(opened)).Concat(GpuBench.Model(opened, mid));
+            IEnumerable<Dictionary<string, object>> figures;
+            try
+            {
+                figures = opened.IsCpu
+                    ? CpuSgemm().Append(CpuTrainStep()).Append(CpuGenerate())
+                    : GpuBench.Figures(opened, parse.GetValue(only)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries), mid);
+            }
+            catch (ArgumentException error)
+            {
+                Console.Error.WriteLine($"error: {error.Message}");
+                return 1;
+            }
             foreach (var figure in figures) Console.WriteLine(JsonSerializer.Serialize(figure));
             return 0;
         });
@@ -90,12 +100,13 @@ public static class BenchCommand
         }
         Step();
         device.Synchronize();
+        var costs = HostCosts.Start(device);
         var watch = Stopwatch.StartNew();
         for (int r = 0; r < reps; r++) Step();
         device.Synchronize();
         double seconds = watch.Elapsed.TotalSeconds / reps;
-        return new() { ["fig"] = figure, ["params"] = config.ParameterCount(), ["batch"] = batch, ["seq"] = seqLen,
-            ["ms"] = Math.Round(seconds * 1e3, 2), ["tok_per_s"] = Math.Round(batch * seqLen / seconds, 1) };
+        return costs.Add(device, reps, new() { ["fig"] = figure, ["params"] = config.ParameterCount(), ["batch"] = batch, ["seq"] = seqLen,
+            ["ms"] = Math.Round(seconds * 1e3, 2), ["tok_per_s"] = Math.Round(batch * seqLen / seconds, 1) });
     }
 
     /// <summary>
@@ -116,10 +127,28 @@ public static class BenchCommand
             .ToArray();
         var options = new GenerationOptions(newTokens, new SamplerOptions(Temperature: 1f));
         Generator.Generate(model, prompts, 1, options, rng);
+        var costs = HostCosts.Start(device);
         var watch = Stopwatch.StartNew();
         for (int r = 0; r < reps; r++) Generator.Generate(model, prompts, 1, options, rng);
         double seconds = watch.Elapsed.TotalSeconds / reps;
-        return new() { ["fig"] = figure, ["batch"] = batch, ["prompt"] = promptLength, ["new"] = newTokens,
-            ["s"] = Math.Round(seconds, 4), ["new_tok_per_s"] = Math.Round(batch * newTokens / seconds, 1) };
+        return costs.Add(device, reps, new() { ["fig"] = figure, ["batch"] = batch, ["prompt"] = promptLength, ["new"] = newTokens,
+            ["s"] = Math.Round(seconds, 4), ["new_tok_per_s"] = Math.Round(batch * newTokens / seconds, 1) });
+    }
+
+    /// <summary>What a figure cost besides the arithmetic, per repetition: garbage-collection pauses and
+    /// collections, and on a GPU the kernel launches (the small shapes are bound by these, not by FLOPs).</summary>
+    private sealed record HostCosts(TimeSpan Pause, int Gen0, int Gen2, long Launches)
+    {
+        public static HostCosts Start(Device device) =>
+            new(GC.GetTotalPauseDuration(), GC.CollectionCount(0), GC.CollectionCount(2), device.IsCpu ? 0 : device.Kernels.Launches);
+
+        public Dictionary<string, object> Add(Device device, int reps, Dictionary<string, object> figure)
+        {
+            figure["gc_pause_ms"] = Math.Round((GC.GetTotalPauseDuration() - Pause).TotalMilliseconds / reps, 2);
+            figure["gc_gen0"] = Math.Round((GC.CollectionCount(0) - Gen0) / (double)reps, 1);
+            figure["gc_gen2"] = Math.Round((GC.CollectionCount(2) - Gen2) / (double)reps, 1);
+            if (!device.IsCpu) figure["launches"] = (device.Kernels.Launches - Launches) / reps;
+            return figure;
+        }
     }
 }

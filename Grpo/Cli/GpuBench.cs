@@ -58,16 +58,34 @@ public static class GpuBench
     /// backward, AdamW; 64 x 128 tokens small, 64 x 512 mid) and generate (64 prompts of 32 random
     /// tokens, 96 new at temperature 1, the anchor's generate_hf).
     /// </summary>
-    public static IEnumerable<Dictionary<string, object>> Model(Device device, bool mid)
+    public static IEnumerable<Dictionary<string, object>> Model(Device device, bool mid, bool train = true, bool generate = true)
     {
         var config = mid ? TransformerConfig.GpuMid : TransformerConfig.GpuSmall;
         string shape = mid ? "mid" : "small";
-        var step = BenchCommand.TrainStep(device, config, "train_step_fp32", 64, mid ? 512 : 128, mid ? 5 : 20);
-        step["shape"] = shape;
-        yield return step;
-        var generate = BenchCommand.Generate(device, config, "generate", 64, 32, 96, 3);
-        generate["shape"] = shape;
-        yield return generate;
+        if (train)
+        {
+            var step = BenchCommand.TrainStep(device, config, "train_step_fp32", 64, mid ? 512 : 128, mid ? 5 : 20);
+            step["shape"] = shape;
+            yield return step;
+        }
+        if (generate)
+        {
+            var figure = BenchCommand.Generate(device, config, "generate", 64, 32, 96, 3);
+            figure["shape"] = shape;
+            yield return figure;
+        }
+    }
+
+    /// <summary>The figures named (sgemm, elementwise, train, generate), in that order.</summary>
+    public static IEnumerable<Dictionary<string, object>> Figures(Device device, string[] names, bool mid)
+    {
+        foreach (var name in names)
+            if (name is not ("sgemm" or "elementwise" or "train" or "generate"))
+                throw new ArgumentException($"unknown figure '{name}' (expected sgemm, elementwise, train, generate)");
+        var figures = Enumerable.Empty<Dictionary<string, object>>();
+        if (names.Contains("sgemm")) figures = figures.Concat(Sgemm(device));
+        if (names.Contains("elementwise")) figures = figures.Concat(Elementwise(device));
+        return figures.Concat(Model(device, mid, names.Contains("train"), names.Contains("generate")));
     }
 
     /// <summary>Seconds per launch: one warm-up (compiles the kernel), then reps launches between synchronizations.</summary>

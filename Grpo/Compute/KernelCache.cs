@@ -12,10 +12,17 @@ namespace Grpo.Compute;
 public sealed class KernelCache(Accelerator accelerator)
 {
     private readonly ConcurrentDictionary<string, Delegate> loaded = new();
+    private long requests;
 
-    /// <summary>The kernel loaded under this name, loading it the first time.</summary>
-    public TDelegate Get<TDelegate>(string name, Func<Accelerator, TDelegate> load) where TDelegate : Delegate =>
-        (TDelegate)loaded.GetOrAdd(name, _ => load(accelerator));
+    /// <summary>The kernel loaded under this name, loading it the first time. Launchers ask once per launch.</summary>
+    public TDelegate Get<TDelegate>(string name, Func<Accelerator, TDelegate> load) where TDelegate : Delegate
+    {
+        Interlocked.Increment(ref requests);
+        return (TDelegate)loaded.GetOrAdd(name, _ => load(accelerator));
+    }
+
+    /// <summary>How many launches have asked for a kernel (bench reports launches per step).</summary>
+    public long Launches => Interlocked.Read(ref requests);
 
     /// <summary>How many kernels have been compiled so far.</summary>
     public int Count => loaded.Count;

@@ -161,8 +161,8 @@ public static partial class Op
         var shape = new AttentionShape { B = B, T = T, S = S, Hq = Hq, Hkv = Hkv, D = D, Offset = offset, HasMask = keyMask == null ? 0 : 1, Scale = scale };
         var output = Tensor.Empty(device, [B, T, Hq, D]);
         var probs = new DeviceArray(device, (long)B * Hq * T * S);
-        using (var mask = device.UploadToPool<int>(keyMask == null ? [1] : Array.ConvertAll(keyMask, m => m ? 1 : 0)))
-            AttentionKernels.Forward(device, q.View, k.View, v.View, mask.View, output.View, probs.View, shape);
+        AttentionKernels.Forward(device, q.View, k.View, v.View, device.Indices(keyMask == null ? [1] : Array.ConvertAll(keyMask, m => m ? 1 : 0)),
+            output.View, probs.View, shape);
         Autograd.Record(output, [q, k, v], () =>
         {
             using var dScores = device.Pool.Rent<float>(probs.Length);

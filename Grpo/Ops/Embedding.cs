@@ -48,8 +48,7 @@ public static partial class Op
     {
         var device = table.Device;
         var y = Tensor.Empty(device, [ids.Length, channels]);
-        using (var deviceIds = device.UploadToPool<int>(ids))
-            EmbeddingKernels.Forward(device, table.View, deviceIds.View, y.View, channels);
+        EmbeddingKernels.Forward(device, table.View, device.Indices(ids), y.View, channels);
         var groups = EmbeddingKernels.GroupPositionsById(ids, vocab);
         Autograd.Record(y, [table], () =>
         {

@@ -119,12 +119,10 @@ public static partial class Op
         var device = x.Device;
         var (cos, sin) = DeviceRopeTable(device, table);
         var y = Tensor.Empty(device, x.Shape);
-        using (var devicePositions = device.UploadToPool<int>(positions))
-            RopeKernels.Rotate(device, x.View, y.View, devicePositions.View, cos.View, sin.View, rows, heads, headDim, 1f, accumulate: false);
+        RopeKernels.Rotate(device, x.View, y.View, device.Indices(positions), cos.View, sin.View, rows, heads, headDim, 1f, accumulate: false);
         Autograd.Record(y, [x], () =>
         {
-            using var devicePositions = device.UploadToPool<int>(positions);
-            RopeKernels.Rotate(device, y.GradView(), x.GradView(), devicePositions.View, cos.View, sin.View, rows, heads, headDim, -1f, accumulate: true);
+            RopeKernels.Rotate(device, y.GradView(), x.GradView(), device.Indices(positions), cos.View, sin.View, rows, heads, headDim, -1f, accumulate: true);
         });
         return y;
     }
