@@ -34,6 +34,29 @@ public class DeviceTensorTests(CpuAcceleratorFixture fixture)
     }
 
     [Fact]
+    public void AScopeReleasesWhatWasMadeInsideAndKeepsParametersAndTheirGradients()
+    {
+        var weight = new Tensor(DeviceArray.Upload(device, [1f, 2, 3, 4], scoped: false), 2, 2) { RequiresGrad = true };
+        Tensor product;
+        using (DeviceArray.Scope())
+        {
+            product = Op.MatMul(weight, weight);
+            Autograd.Backward(Op.SumAll(product.To(Device.Cpu)));
+        }
+        Assert.Throws<ObjectDisposedException>(() => product.ToArray());
+        // d sum(W W) / dW = 1 W^T + W^T 1 = [[3, 7], [3, 7]] + [[4, 4], [6, 6]] for W = [[1, 2], [3, 4]]
+        Assert.Equal([7f, 11, 9, 13], weight.GradToArray()!);
+        Assert.Equal([1f, 2, 3, 4], weight.ToArray());
+        // The same index array is uploaded once and shared.
+        int[] positions = [0, 1, 2, 3];
+        device.Indices(positions);
+        long rented = device.Pool.BytesRented;
+        device.Indices((int[])positions.Clone());
+        Assert.Equal(rented, device.Pool.BytesRented);
+        Assert.Equal([0, 1, 2, 4], Device.DownloadArray(device.Indices([0, 1, 2, 4])));
+    }
+
+    [Fact]
     public void GradientsFlowBackThroughToAndReshape()
     {
         // loss = sum over the host copy of 3 * x (reshaped): d loss / dx = 3 everywhere, arriving on the device.

@@ -92,6 +92,7 @@ public static class BenchCommand
         var tokens = Enumerable.Range(0, batch * seqLen).Select(_ => rng.NextInt(config.VocabSize)).ToArray();
         void Step()
         {
+            using var scope = DeviceArray.Scope();
             var logits = model.Forward(tokens, batch, seqLen);   // (B, T, V)
             var loss = Op.CrossEntropy(logits, tokens);
             optimizer.ZeroGrad();
@@ -137,17 +138,22 @@ public static class BenchCommand
 
     /// <summary>What a figure cost besides the arithmetic, per repetition: garbage-collection pauses and
     /// collections, and on a GPU the kernel launches (the small shapes are bound by these, not by FLOPs).</summary>
-    private sealed record HostCosts(TimeSpan Pause, int Gen0, int Gen2, long Launches)
+    private sealed record HostCosts(TimeSpan Pause, int Gen0, int Gen2, long Launches, int Allocations)
     {
         public static HostCosts Start(Device device) =>
-            new(GC.GetTotalPauseDuration(), GC.CollectionCount(0), GC.CollectionCount(2), device.IsCpu ? 0 : device.Kernels.Launches);
+            new(GC.GetTotalPauseDuration(), GC.CollectionCount(0), GC.CollectionCount(2), device.IsCpu ? 0 : device.Kernels.Launches,
+                device.IsCpu ? 0 : device.Pool.Allocations);
 
         public Dictionary<string, object> Add(Device device, int reps, Dictionary<string, object> figure)
         {
             figure["gc_pause_ms"] = Math.Round((GC.GetTotalPauseDuration() - Pause).TotalMilliseconds / reps, 2);
             figure["gc_gen0"] = Math.Round((GC.CollectionCount(0) - Gen0) / (double)reps, 1);
             figure["gc_gen2"] = Math.Round((GC.CollectionCount(2) - Gen2) / (double)reps, 1);
-            if (!device.IsCpu) figure["launches"] = (device.Kernels.Launches - Launches) / reps;
+            if (!device.IsCpu)
+            {
+                figure["launches"] = (device.Kernels.Launches - Launches) / reps;
+                figure["device_allocations"] = Math.Round((device.Pool.Allocations - Allocations) / (double)reps, 1);
+            }
             return figure;
         }
     }

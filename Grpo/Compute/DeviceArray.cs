@@ -2,13 +2,17 @@
 // buffer of floats, given back to its device's BufferPool when the tensor is released.
 //
 // Who gives it back: a tensor's storage has no single owner (a reshape shares it; an op's backward
-// keeps its inputs alive until the backward has run), so, as for host arrays, the garbage collector
-// decides: the finalizer returns the buffer to the pool. Two things keep device memory bounded:
-// - each live DeviceArray adds its bytes as memory pressure (GC.AddMemoryPressure), so the collector
-//   runs sooner when device memory is being used up, not only when the managed heap grows;
-// - where a buffer is known to be dead, it goes back at once (Release): Autograd.Backward releases
-//   every intermediate gradient as soon as its node's backward has run, the generator releases each
-//   step's activations.
+// keeps its inputs alive until the backward has run). Three ways, from the most precise:
+// - Release: where a buffer is known to be dead it goes back at once (Autograd.Backward releases
+//   every intermediate gradient as soon as its node's backward has run);
+// - Scope: the hot loops open one around a unit of work whose intermediate tensors all die with it
+//   (a decode step, a training step); every array made inside goes back when it closes. Arrays that
+//   outlive their scope (parameters and their gradients, AdamW's moments, the KV cache, tables) are
+//   made unscoped. Using a released array throws, so a scope drawn too tight fails loudly;
+// - the finalizer: anything else goes back when the garbage collector finds it unreachable, and when
+//   the device is full the pool runs the collector and its finalizers before giving up.
+// Measured on the H200 before scopes existed: with every array left to the collector (and its bytes
+// declared as GC memory pressure), a sampling run spent 300 ms of 1.7 s in 62 full collections.
 // Reuse is safe without synchronising: all kernels and copies run on the device's one stream, in
 // order, so a buffer released while a queued kernel still reads it is only written after that kernel.
 // Tests: Grpo.Tests/Compute/DeviceTensorTests.cs.
@@ -20,26 +24,26 @@ namespace Grpo.Compute;
 public sealed class DeviceArray
 {
     private PooledBuffer<float>? buffer;
-    private readonly long pressure;
+    [ThreadStatic] private static List<DeviceArray>? scope;
 
     public Device Device { get; }
     public long Length { get; }
 
-    /// <summary>length floats on device, contents undefined (zeroed when zero is true).</summary>
-    public DeviceArray(Device device, long length, bool zero = false)
+    /// <summary>length floats on device, contents undefined (zeroed when zero is true). A scoped array made
+    /// inside an open Scope goes back when the scope closes; an unscoped one lives until released or collected.</summary>
+    public DeviceArray(Device device, long length, bool zero = false, bool scoped = true)
     {
         Device = device;
         Length = length;
         buffer = device.Pool.Rent<float>(Math.Max(1, length));
         if (zero && length > 0) View.MemSetToZero();
-        pressure = Math.Max(1, length) * sizeof(float);
-        GC.AddMemoryPressure(pressure);
+        if (scoped) scope?.Add(this);
     }
 
     /// <summary>A copy of host values on device.</summary>
-    public static DeviceArray Upload(Device device, ReadOnlySpan<float> values)
+    public static DeviceArray Upload(Device device, ReadOnlySpan<float> values, bool scoped = true)
     {
-        var array = new DeviceArray(device, values.Length);
+        var array = new DeviceArray(device, values.Length, scoped: scoped);
         if (values.Length > 0) array.buffer!.Upload(values);
         return array;
     }
@@ -58,15 +62,28 @@ public sealed class DeviceArray
         var b = Interlocked.Exchange(ref buffer, null);
         if (b == null) return;
         b.Dispose();
-        GC.RemoveMemoryPressure(pressure);
         GC.SuppressFinalize(this);
     }
 
-    ~DeviceArray()
+    ~DeviceArray() => Interlocked.Exchange(ref buffer, null)?.Dispose();
+
+    /// <summary>using (DeviceArray.Scope()) { ... }: every scoped array made inside (on this thread) is released at the end.</summary>
+    public static IDisposable Scope() => new ReleaseScope();
+
+    private sealed class ReleaseScope : IDisposable
     {
-        var b = Interlocked.Exchange(ref buffer, null);
-        if (b == null) return;
-        b.Dispose();
-        GC.RemoveMemoryPressure(pressure);
+        private readonly List<DeviceArray>? outer = scope;
+        private readonly List<DeviceArray> mine = new();
+        private bool closed;
+
+        public ReleaseScope() => scope = mine;
+
+        public void Dispose()
+        {
+            if (closed) return;
+            closed = true;
+            scope = outer;
+            foreach (var array in mine) array.Release();
+        }
     }
 }

@@ -60,8 +60,8 @@ public sealed class KvCache
             }
             else
             {
-                deviceKeys[l] = new DeviceArray(device, perLayer, zero: true);
-                deviceValues[l] = new DeviceArray(device, perLayer, zero: true);
+                deviceKeys[l] = new DeviceArray(device, perLayer, zero: true, scoped: false);
+                deviceValues[l] = new DeviceArray(device, perLayer, zero: true, scoped: false);
             }
         }
         KeyMask = new bool[batch * capacity];

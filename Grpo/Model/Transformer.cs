@@ -58,7 +58,7 @@ public sealed class Transformer
             if (rng != null)   // every tensor draws from the rng, a constant one too, so the draws stay in step
                 for (int i = 0; i < data.Length; i++) data[i] = initStd * rng.NextGaussian();
             if (fill != 0) Array.Fill(data, fill);
-            var tensor = Device.IsCpu ? Tensor.Parameter(data, shape) : new Tensor(DeviceArray.Upload(Device, data), shape) { RequiresGrad = true };
+            var tensor = Device.IsCpu ? Tensor.Parameter(data, shape) : new Tensor(DeviceArray.Upload(Device, data, scoped: false), shape) { RequiresGrad = true };
             tensor.Name = name;
             parameters.Add((name, tensor));
             return tensor;

@@ -134,7 +134,7 @@ public static partial class Op
         lock (deviceRopeTables)
         {
             if (deviceRopeTables.TryGetValue(device, out var cached) && ReferenceEquals(cached.Item1, table)) return (cached.Item2, cached.Item3);
-            var entry = Tuple.Create(table, DeviceArray.Upload(device, table.Cos), DeviceArray.Upload(device, table.Sin));
+            var entry = Tuple.Create(table, DeviceArray.Upload(device, table.Cos, scoped: false), DeviceArray.Upload(device, table.Sin, scoped: false));
             deviceRopeTables.AddOrUpdate(device, entry);
             return (entry.Item2, entry.Item3);
         }

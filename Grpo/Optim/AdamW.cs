@@ -45,8 +45,8 @@ public sealed class AdamW
         LearningRate = learningRate;
         Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
         Slots = parameters
-            .Select(p => new Slot(p.Name, p.Value, Tensor.Empty(p.Value.Device, p.Value.Shape, zero: true),
-                Tensor.Empty(p.Value.Device, p.Value.Shape, zero: true), Decay: p.Value.Rank >= 2))
+            .Select(p => new Slot(p.Name, p.Value, Tensor.Empty(p.Value.Device, p.Value.Shape, zero: true, persistent: true),
+                Tensor.Empty(p.Value.Device, p.Value.Shape, zero: true, persistent: true), Decay: p.Value.Rank >= 2))
             .ToArray();
     }
 

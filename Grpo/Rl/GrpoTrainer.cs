@@ -164,6 +164,7 @@ public sealed class GrpoTrainer
             Optimizer.LearningRate = lr;
             for (int inner = 0; inner < settings.Mu; inner++)
             {
+                using var scope = DeviceArray.Scope();   // on a GPU, this gradient step's tensors go back to the pool at its end
                 var logits = policy.Forward(batch.Inputs, batch.Batch, batch.SeqLen);           // (B, T, V)
                 var logProbs = Op.TokenLogProbs(logits, batch.Targets).To(Device.Cpu);          // (B, T), on the host
                 if (inner == 0) entropy = MeanEntropy(logits, mask);
@@ -270,6 +271,7 @@ public sealed class GrpoTrainer
     private static float[] LogProbsOf(Transformer model, SequenceBatch batch)
     {
         using var _ = Autograd.NoGrad();
+        using var scope = DeviceArray.Scope();
         return Op.TokenLogProbs(model.Forward(batch.Inputs, batch.Batch, batch.SeqLen), batch.Targets).ToArray();
     }
 

@@ -5,6 +5,7 @@
 // averaged over the completion tokens of the batch (prompt tokens are context, not targets). In the
 // paper's unified view this is the policy gradient with coefficient 1 on every token of a human
 // (here: the task's worked) solution. Used as the warm-up before GRPO and by RFT on filtered samples.
+using Grpo.Compute;
 using Grpo.Model;
 using Grpo.Ops;
 using Grpo.Optim;
@@ -33,6 +34,8 @@ public sealed class SftTrainer
     /// <summary>One optimiser step on a batch of (prompt, completion) pairs.</summary>
     public StepResult Step(IReadOnlyList<int[]> prompts, IReadOnlyList<int[]> completions)
     {
+        // On a GPU, the step's activations and intermediate gradients go back to the pool when it ends.
+        using var scope = DeviceArray.Scope();
         var batch = new SequenceBatch(prompts, completions, padToken);
         var logits = model.Forward(batch.Inputs, batch.Batch, batch.SeqLen);              // (B, T, V)
         var loss = Op.CrossEntropy(logits, batch.Targets, batch.CompletionMask);          // scalar

@@ -28,6 +28,7 @@
 //   step's logits (R, V) come back to the host, where the sampler draws (the Rng stays on the host, so
 //   a seed gives the same draws on every device, up to the logits' rounding).
 // Tests: Grpo.Tests/Sampling/GeneratorTests.cs, Grpo.Tests/Compute/DeviceTensorTests.cs.
+using Grpo.Compute;
 using Grpo.Model;
 
 namespace Grpo.Sampling;
@@ -80,8 +81,9 @@ public static class Generator
             }
         }
         var promptCache = new KvCache(config, promptCount, promptWidth + maxNew, model.Device);
-        var prefillLogits = model.Forward(blockTokens, promptCount, promptWidth, promptCache, blockMask, blockPositions); // (P, Tmax, V)
-        var prefill = HostValues(prefillLogits);
+        float[] prefill;
+        using (DeviceArray.Scope())   // on a GPU, the forward's intermediate tensors go back to the pool here
+            prefill = HostValues(model.Forward(blockTokens, promptCount, promptWidth, promptCache, blockMask, blockPositions)); // (P, Tmax, V)
 
         // Row r starts as a copy of its prompt's row: the cache, and the logits of the last prompt column.
         var promptOfRow = Enumerable.Range(0, rows).Select(row => row / samplesPerPrompt).ToArray();
@@ -135,7 +137,8 @@ public static class Generator
                 stepPositions = keep.Select(slot => stepPositions[slot]).ToArray();
                 stepMask = Enumerable.Repeat(true, live).ToArray();
             }
-            logits = HostValues(model.Forward(stepTokens, slotRows.Length, 1, cache, stepMask, stepPositions)); // (R', 1, V)
+            using (DeviceArray.Scope())
+                logits = HostValues(model.Forward(stepTokens, slotRows.Length, 1, cache, stepMask, stepPositions)); // (R', 1, V)
         }
         cache.Release();
 

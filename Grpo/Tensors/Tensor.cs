@@ -64,17 +64,18 @@ public sealed class Tensor
             throw new ArgumentException($"shape [{string.Join(", ", shape)}] needs {size} values, got {length}");
     }
 
-    /// <summary>A tensor of this shape on device: zeros on the CPU; on a GPU uninitialised unless zero is true.</summary>
-    public static Tensor Empty(Device device, int[] shape, bool zero = false) =>
-        device.IsCpu ? Zeros(shape) : new Tensor(new DeviceArray(device, SizeOf(shape), zero), shape);
+    /// <summary>A tensor of this shape on device: zeros on the CPU; on a GPU uninitialised unless zero is true
+    /// (persistent: not released by an enclosing DeviceArray.Scope, for state such as AdamW's moments).</summary>
+    public static Tensor Empty(Device device, int[] shape, bool zero = false, bool persistent = false) =>
+        device.IsCpu ? Zeros(shape) : new Tensor(new DeviceArray(device, SizeOf(shape), zero, scoped: !persistent), shape);
 
     public bool IsOnDevice => storage != null;
 
     /// <summary>The values on the GPU (throws for a host tensor, or once released).</summary>
     public ArrayView<float> View => (storage ?? throw new InvalidOperationException($"{this} lives on the host: it has no device view")).View;
 
-    /// <summary>The gradient on the GPU, created zeroed on first use.</summary>
-    public ArrayView<float> GradView() => (DeviceGrad ??= new DeviceArray(Device, Size, zero: true)).View;
+    /// <summary>The gradient on the GPU, created zeroed on first use (a leaf's, a parameter's, outlives any DeviceArray.Scope).</summary>
+    public ArrayView<float> GradView() => (DeviceGrad ??= new DeviceArray(Device, Size, zero: true, scoped: BackwardFn != null)).View;
 
     /// <summary>Whether backward has put a gradient here.</summary>
     public bool HasGrad => Grad != null || DeviceGrad != null;
