@@ -90,24 +90,34 @@ public static class BenchCommand
         var optimizer = new AdamW(model.Parameters, learningRate: 1e-3);
         var rng = new Rng(0);
         var tokens = Enumerable.Range(0, batch * seqLen).Select(_ => rng.NextInt(config.VocabSize)).ToArray();
-        void Step()
+        // Where a step's time goes: each phase ends with a synchronization on the profiled repetitions only.
+        var phases = new double[3];
+        void Step(bool profile)
         {
             using var scope = DeviceArray.Scope();
+            var phase = Stopwatch.StartNew();
+            void EndPhase(int i) { if (!profile) return; device.Synchronize(); phases[i] += phase.Elapsed.TotalMilliseconds; phase.Restart(); }
             var logits = model.Forward(tokens, batch, seqLen);   // (B, T, V)
             var loss = Op.CrossEntropy(logits, tokens);
+            EndPhase(0);
             optimizer.ZeroGrad();
             Autograd.Backward(loss);
+            EndPhase(1);
             optimizer.Step();
+            EndPhase(2);
         }
-        Step();
+        Step(false);
+        for (int r = 0; r < 3; r++) Step(true);
         device.Synchronize();
         var costs = HostCosts.Start(device);
         var watch = Stopwatch.StartNew();
-        for (int r = 0; r < reps; r++) Step();
+        for (int r = 0; r < reps; r++) Step(false);
         device.Synchronize();
         double seconds = watch.Elapsed.TotalSeconds / reps;
         return costs.Add(device, reps, new() { ["fig"] = figure, ["params"] = config.ParameterCount(), ["batch"] = batch, ["seq"] = seqLen,
-            ["ms"] = Math.Round(seconds * 1e3, 2), ["tok_per_s"] = Math.Round(batch * seqLen / seconds, 1) });
+            ["ms"] = Math.Round(seconds * 1e3, 2), ["tok_per_s"] = Math.Round(batch * seqLen / seconds, 1),
+            ["forward_ms"] = Phases(0), ["backward_ms"] = Phases(1), ["adamw_ms"] = Phases(2) });
+        double Phases(int i) => Math.Round(phases[i] / 3, 2);
     }
 
     /// <summary>

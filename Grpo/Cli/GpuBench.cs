@@ -76,6 +76,15 @@ public static class GpuBench
         }
     }
 
+    /// <summary>What one launch costs: 2000 launches of an element-wise add of 1024 floats, between two synchronizations.</summary>
+    public static Dictionary<string, object> Launch(Device device)
+    {
+        using var a = Random(device, 1024, 5);
+        using var y = device.Pool.Rent<float>(1024);
+        double seconds = Time(device, 2000, () => ElementwiseKernels.Add(device, a.View, a.View, y.View));
+        return new() { ["fig"] = "launch", ["us"] = Math.Round(seconds * 1e6, 2) };
+    }
+
     /// <summary>The figures named (sgemm, elementwise, train, generate), in that order.</summary>
     public static IEnumerable<Dictionary<string, object>> Figures(Device device, string[] names, bool mid)
     {
@@ -84,7 +93,7 @@ public static class GpuBench
                 throw new ArgumentException($"unknown figure '{name}' (expected sgemm, elementwise, train, generate)");
         var figures = Enumerable.Empty<Dictionary<string, object>>();
         if (names.Contains("sgemm")) figures = figures.Concat(Sgemm(device));
-        if (names.Contains("elementwise")) figures = figures.Concat(Elementwise(device));
+        if (names.Contains("elementwise")) figures = figures.Concat(Elementwise(device)).Append(Launch(device));
         return figures.Concat(Model(device, mid, names.Contains("train"), names.Contains("generate")));
     }
 
