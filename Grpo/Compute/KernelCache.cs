@@ -3,21 +3,42 @@
 // Loading a kernel compiles it (IL -> ILGPU IR -> PTX, then the driver JIT-compiles the PTX):
 // about 0.5 s for the first on an H200 and 20 ms each after (shared/GPU.md), far too slow per call.
 // Kernel files expose a loader (Accelerator -> launch delegate); the cache keys it by name.
+// Launchers ask the cache once per launch, which makes it the place to count launches and, with the
+// environment variable GRPO_PROFILE=1, to profile: every request then synchronises the device and
+// charges the time since the previous request (that kernel's run plus the host work after it) to the
+// previous kernel's name; the table goes to stderr when the process ends. Slow, for finding hot spots.
 // Tests: Grpo.Tests/Compute/KernelTests.cs (every kernel runs through this cache).
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using ILGPU.Runtime;
 
 namespace Grpo.Compute;
 
-public sealed class KernelCache(Accelerator accelerator)
+public sealed class KernelCache
 {
+    private readonly Accelerator accelerator;
     private readonly ConcurrentDictionary<string, Delegate> loaded = new();
     private long requests;
+    private readonly Dictionary<string, (double Ms, int Count)>? profile;
+    private readonly Stopwatch clock = Stopwatch.StartNew();
+    private string? previous;
+    private double previousAt;
+
+    public KernelCache(Accelerator accelerator)
+    {
+        this.accelerator = accelerator;
+        if (Environment.GetEnvironmentVariable("GRPO_PROFILE") == "1")
+        {
+            profile = new();
+            AppDomain.CurrentDomain.ProcessExit += (_, _) => PrintProfile();
+        }
+    }
 
     /// <summary>The kernel loaded under this name, loading it the first time. Launchers ask once per launch.</summary>
     public TDelegate Get<TDelegate>(string name, Func<Accelerator, TDelegate> load) where TDelegate : Delegate
     {
         Interlocked.Increment(ref requests);
+        if (profile != null) Charge(name);
         return (TDelegate)loaded.GetOrAdd(name, _ => load(accelerator));
     }
 
@@ -26,4 +47,31 @@ public sealed class KernelCache(Accelerator accelerator)
 
     /// <summary>How many kernels have been compiled so far.</summary>
     public int Count => loaded.Count;
+
+    private void Charge(string name)
+    {
+        lock (profile!)
+        {
+            accelerator.Synchronize();
+            double now = clock.Elapsed.TotalMilliseconds;
+            if (previous != null)
+            {
+                var (ms, count) = profile.GetValueOrDefault(previous);
+                profile[previous] = (ms + now - previousAt, count + 1);
+            }
+            previous = name;
+            previousAt = clock.Elapsed.TotalMilliseconds;
+        }
+    }
+
+    private void PrintProfile()
+    {
+        lock (profile!)
+        {
+            double total = profile.Values.Sum(v => v.Ms);
+            Console.Error.WriteLine($"GRPO_PROFILE: {total:F1} ms in {profile.Values.Sum(v => v.Count)} launches (each: its kernel and the host work until the next launch)");
+            foreach (var (name, (ms, count)) in profile.OrderByDescending(p => p.Value.Ms).Take(25))
+                Console.Error.WriteLine($"  {name,-32} {ms,10:F1} ms {count,8} x {1000 * ms / count,9:F1} us");
+        }
+    }
 }
