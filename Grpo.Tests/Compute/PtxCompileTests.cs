@@ -37,10 +37,11 @@ public class PtxCompileTests
         string[] ported =
         [
             "MatMulKernel", "MatMulF4Kernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
+            "AddF4Kernel", "MulF4Kernel", "ScaleF4Kernel", "ExpF4Kernel",
             "SumRowsKernel", "SumAxisKernel", "SumAxisBackwardKernel",
             "SoftmaxKernel", "LogSoftmaxKernel", "SoftmaxBackwardKernel", "LogSoftmaxBackwardKernel",
             "TokenLogProbsKernel", "SoftmaxMinusOneHotKernel", "WeightedLossKernel",
-            "RmsNormKernel", "RmsNormBackwardKernel", "RmsNormWeightGradKernel",
+            "RmsNormKernel", "RmsNormBackwardKernel", "RmsNormWeightGradPartialsKernel",
             "EmbeddingKernel", "EmbeddingBackwardKernel",
             "SiluKernel", "SiluBackwardKernel", "SwiGluKernel", "SwiGluBackwardKernel", "RopeKernel",
             "AttentionKernel", "AttentionQueryBackwardKernel", "AttentionKeyValueBackwardKernel",
