@@ -112,6 +112,14 @@ public class ElementwiseKernelTests(CpuAcceleratorFixture fixture)
         Assert.Equal(Op.Scale(new Tensor(a, a.Length), 2f).Data, Unary((d, x, y) => ElementwiseKernels.Scale(d, x, 2f, y), a));
     }
 
+    [Fact]
+    public void BenchRunsEveryVersion()
+    {
+        // `grpo bench` times v2 (the launchers) and v1 side by side, and the two column sums
+        var figures = Grpo.Cli.GpuBench.Elementwise(device, n: 4096, reps: 1).Select(f => (string)f["op"]).ToList();
+        Assert.Equal(["add", "scale", "exp", "add_v1", "scale_v1", "exp_v1", "sum_axis", "rms_norm_weight_grad"], figures);
+    }
+
     private delegate void BinaryLaunch(Device device, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y);
     private delegate void UnaryLaunch(Device device, ArrayView<float> a, ArrayView<float> y);
 

@@ -63,6 +63,19 @@ public class PtxCompileTests
         Assert.True(externs.Count == 0, $"{name}: unresolved functions in its PTX:\n{string.Join("\n", externs)}");
     }
 
+    [Theory]
+    [InlineData("AddF4Kernel")]
+    [InlineData("MulF4Kernel")]
+    [InlineData("ScaleF4Kernel")]
+    [InlineData("ExpF4Kernel")]
+    public void ElementwiseV2LoadsAndStoresSixteenBytesAtOnce(string name)
+    {
+        // the point of v2: a Float4 view becomes one ld.global.v4 / st.global.v4, not four scalar accesses
+        string ptx = CompileToPtx(typeof(ElementwiseKernels).GetMethod(name)!);
+        Assert.Contains("ld.global.v4", ptx);
+        Assert.Contains("st.global.v4", ptx);
+    }
+
     internal static string CompileToPtx(MethodInfo kernel)
     {
         using var context = Context.Create(b => b.EnableAlgorithms().Optimize(OptimizationLevel.O2));

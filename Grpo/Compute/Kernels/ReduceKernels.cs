@@ -8,7 +8,7 @@
 // (SumAxisKernel both times); few rows take one pass. SumAll / MeanAll are one row of everything.
 // Launchers take device views, so a device-resident tensor calls them with no host round trip;
 // Host.* (upload, run, download) is what the tests and `grpo check` use.
-// Tests: Grpo.Tests/Compute/RowKernelTests.cs, PtxCompileTests.cs; `grpo check`.
+// Tests: Grpo.Tests/Compute/RowKernelTests.cs, ColumnKernelTests.cs, PtxCompileTests.cs; `grpo check`.
 using ILGPU;
 using ILGPU.Runtime;
 

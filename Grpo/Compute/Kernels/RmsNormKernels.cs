@@ -8,7 +8,7 @@
 // into dw; one pass straight into dw when the rows fit one block. No atomics: deterministic.
 // Launchers take device views (a device-resident tensor calls them without host round trips);
 // Host.* (upload, run, download) is for the tests and `grpo check`.
-// Tests: Grpo.Tests/Compute/RowKernelTests.cs, PtxCompileTests.cs; `grpo check`.
+// Tests: Grpo.Tests/Compute/RowKernelTests.cs, ColumnKernelTests.cs, PtxCompileTests.cs; `grpo check`.
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
