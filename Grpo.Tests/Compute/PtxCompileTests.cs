@@ -37,10 +37,11 @@ public class PtxCompileTests
         string[] ported =
         [
             "MatMulKernel", "MatMulF4Kernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
+            "AddF4Kernel", "MulF4Kernel", "ScaleF4Kernel", "ExpF4Kernel",
             "SumRowsKernel", "SumAxisKernel", "SumAxisBackwardKernel",
             "SoftmaxKernel", "LogSoftmaxKernel", "SoftmaxBackwardKernel", "LogSoftmaxBackwardKernel",
             "TokenLogProbsKernel", "SoftmaxMinusOneHotKernel", "WeightedLossKernel",
-            "RmsNormKernel", "RmsNormBackwardKernel", "RmsNormWeightGradKernel",
+            "RmsNormKernel", "RmsNormBackwardKernel", "RmsNormWeightGradPartialsKernel",
             "EmbeddingKernel", "EmbeddingBackwardKernel",
             "SiluKernel", "SiluBackwardKernel", "SwiGluKernel", "SwiGluBackwardKernel", "RopeKernel",
             "AttentionKernel", "AttentionQueryBackwardKernel", "AttentionKeyValueBackwardKernel",
@@ -60,6 +61,19 @@ public class PtxCompileTests
         Assert.Contains(".entry", ptx);
         var externs = Regex.Matches(ptx, @"\.extern\s+\.func[^\n]*").Select(m => m.Value).ToList();
         Assert.True(externs.Count == 0, $"{name}: unresolved functions in its PTX:\n{string.Join("\n", externs)}");
+    }
+
+    [Theory]
+    [InlineData("AddF4Kernel")]
+    [InlineData("MulF4Kernel")]
+    [InlineData("ScaleF4Kernel")]
+    [InlineData("ExpF4Kernel")]
+    public void ElementwiseV2LoadsAndStoresSixteenBytesAtOnce(string name)
+    {
+        // the point of v2: a Float4 view becomes one ld.global.v4 / st.global.v4, not four scalar accesses
+        string ptx = CompileToPtx(typeof(ElementwiseKernels).GetMethod(name)!);
+        Assert.Contains("ld.global.v4", ptx);
+        Assert.Contains("st.global.v4", ptx);
     }
 
     internal static string CompileToPtx(MethodInfo kernel)

@@ -4,8 +4,11 @@
 //   sgemm_fp32   C = A @ B, n = 4096, 2 n^3 flops, the launcher's kernel (v2, Float4 loads)
 //                                                           vs cuBLAS fp32 SGEMM, 51 TFLOP/s
 //   sgemm_fp32_v1  the same product by v1 (scalar loads), to show the step from v1 to v2
-//   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time
+//   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time, by the
+//                launchers' kernels (v2, Float4 loads) and as add_v1, scale_v1, exp_v1 by v1
 //                                                           vs device copy_bw, 4.24 TB/s
+//   column_sum   sum_axis (a bias gradient: 8192 rows x 2048 summed down columns, 1 float a element)
+//                and rms_norm_weight_grad (x and dy, 2), bytes read / time   vs the same copy_bw
 //   train_step_fp32, generate   the model at the anchor's shapes (--shape small|mid)
 //                                                           vs its train_step_fp32 and generate_hf
 using Grpo.Compute;
@@ -40,16 +43,27 @@ public static class GpuBench
         using var a = Random(device, n, 3);
         using var b = Random(device, n, 4);
         using var y = device.Pool.Rent<float>(n);
-        var ops = new (string Name, int FloatsMoved, Action Launch)[]
+        const int channels = 2048;
+        int rows = n / channels;
+        var matrix = a.View.SubView(0, (long)rows * channels);   // (rows, channels)
+        var upstream = b.View.SubView(0, (long)rows * channels);
+        using var inverseRms = Random(device, rows, 5);
+        using var columnSums = device.Pool.Rent<float>(channels);
+        var ops = new (string Fig, string Name, int FloatsMoved, Action Launch)[]
         {
-            ("add", 3, () => ElementwiseKernels.Add(device, a.View, b.View, y.View)),
-            ("scale", 2, () => ElementwiseKernels.Scale(device, a.View, 0.5f, y.View)),
-            ("exp", 2, () => ElementwiseKernels.Exp(device, a.View, y.View)),
+            ("elementwise", "add", 3, () => ElementwiseKernels.Add(device, a.View, b.View, y.View)),
+            ("elementwise", "scale", 2, () => ElementwiseKernels.Scale(device, a.View, 0.5f, y.View)),
+            ("elementwise", "exp", 2, () => ElementwiseKernels.Exp(device, a.View, y.View)),
+            ("elementwise", "add_v1", 3, () => ElementwiseKernels.AddV1(device, a.View, b.View, y.View)),
+            ("elementwise", "scale_v1", 2, () => ElementwiseKernels.ScaleV1(device, a.View, 0.5f, y.View)),
+            ("elementwise", "exp_v1", 2, () => ElementwiseKernels.ExpV1(device, a.View, y.View)),
+            ("column_sum", "sum_axis", 1, () => ReduceKernels.SumAxis(device, matrix, columnSums.View, 1, rows, channels, 1f, accumulate: false)),
+            ("column_sum", "rms_norm_weight_grad", 2, () => RmsNormKernels.WeightGrad(device, matrix, inverseRms.View, upstream, columnSums.View, rows, channels)),
         };
-        foreach (var (name, floatsMoved, launch) in ops)
+        foreach (var (fig, name, floatsMoved, launch) in ops)
         {
             double seconds = Time(device, reps, launch);
-            yield return new() { ["fig"] = "elementwise", ["op"] = name, ["n"] = n, ["gbps"] = Math.Round((double)floatsMoved * n * sizeof(float) / seconds / 1e9, 1) };
+            yield return new() { ["fig"] = fig, ["op"] = name, ["n"] = n, ["gbps"] = Math.Round((double)floatsMoved * n * sizeof(float) / seconds / 1e9, 1) };
         }
     }
 
