@@ -5,8 +5,10 @@
 // Kernel files expose a loader (Accelerator -> launch delegate); the cache keys it by name.
 // Launchers ask the cache once per launch, which makes it the place to count launches and, with the
 // environment variable GRPO_PROFILE=1, to profile: every request then synchronises the device and
-// charges the time since the previous request (that kernel's run plus the host work after it) to the
-// previous kernel's name; the table goes to stderr when the process ends. Slow, for finding hot spots.
+// charges the time since the previous request to the previous kernel's name, split in two: host (from
+// the previous request to this one: that launch and the host work after it) and wait (for the device
+// to finish, after that: the kernel's run not hidden behind the host work). The table goes to stderr
+// when the process ends. Slow, for finding hot spots.
 // Tests: Grpo.Tests/Compute/KernelTests.cs (every kernel runs through this cache).
 using System.Collections.Concurrent;
 using System.Diagnostics;
@@ -19,7 +21,7 @@ public sealed class KernelCache
     private readonly Accelerator accelerator;
     private readonly ConcurrentDictionary<string, Delegate> loaded = new();
     private long requests;
-    private readonly Dictionary<string, (double Ms, int Count)>? profile;
+    private readonly Dictionary<string, (double Host, double Wait, int Count)>? profile;
     private readonly Stopwatch clock = Stopwatch.StartNew();
     private string? previous;
     private double previousAt;
@@ -52,12 +54,13 @@ public sealed class KernelCache
     {
         lock (profile!)
         {
+            double requested = clock.Elapsed.TotalMilliseconds;
             accelerator.Synchronize();
             double now = clock.Elapsed.TotalMilliseconds;
             if (previous != null)
             {
-                var (ms, count) = profile.GetValueOrDefault(previous);
-                profile[previous] = (ms + now - previousAt, count + 1);
+                var (host, wait, count) = profile.GetValueOrDefault(previous);
+                profile[previous] = (host + requested - previousAt, wait + now - requested, count + 1);
             }
             previous = name;
             previousAt = clock.Elapsed.TotalMilliseconds;
@@ -68,10 +71,11 @@ public sealed class KernelCache
     {
         lock (profile!)
         {
-            double total = profile.Values.Sum(v => v.Ms);
-            Console.Error.WriteLine($"GRPO_PROFILE: {total:F1} ms in {profile.Values.Sum(v => v.Count)} launches (each: its kernel and the host work until the next launch)");
-            foreach (var (name, (ms, count)) in profile.OrderByDescending(p => p.Value.Ms).Take(25))
-                Console.Error.WriteLine($"  {name,-32} {ms,10:F1} ms {count,8} x {1000 * ms / count,9:F1} us");
+            double total = profile.Values.Sum(v => v.Host + v.Wait);
+            Console.Error.WriteLine($"GRPO_PROFILE: {total:F1} ms in {profile.Values.Sum(v => v.Count)} launches; per kernel: host = its launch and the host work until the next one, wait = the device still busy after that");
+            Console.Error.WriteLine($"  {"kernel",-32} {"host ms",10} {"wait ms",10} {"launches",8} {"us each",9}");
+            foreach (var (name, (host, wait, count)) in profile.OrderByDescending(p => p.Value.Host + p.Value.Wait).Take(25))
+                Console.Error.WriteLine($"  {name,-32} {host,10:F1} {wait,10:F1} {count,8} {1000 * (host + wait) / count,9:F1}");
         }
     }
 }
