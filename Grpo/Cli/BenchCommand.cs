@@ -3,7 +3,10 @@
 // tok_per_s, cpu_generate with new_tok_per_s), so that a reader can put the two outputs side by side.
 // A benchmark prints; it never asserts a time.
 // On CUDA (GpuBench.cs): sgemm_fp32 at 4096 (as torch_gpu_anchor.py's sgemm_fp32, cuBLAS 51 TFLOP/s
-// on the H200; sgemm_fp32_v1 the older kernel beside it) and element-wise GB/s (against its copy_bw, 4.24 TB/s). Correctness is `grpo check`'s job.
+// on the H200; sgemm_fp32_v1 the older kernel beside it) and element-wise GB/s (against its copy_bw, 4.24 TB/s),
+// the model figures, and last gemm_bf16 / gemm_bf16_v1 (tensor cores, vs the anchor's gemm_bf16, cuBLAS
+// 761 TFLOP/s; last because a fault in inline PTX would spoil the CUDA context for what follows).
+// Correctness is `grpo check`'s job.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
@@ -40,7 +43,7 @@ public static class BenchCommand
             bool mid = parse.GetValue(shape) == "mid";
             var figures = opened.IsCpu
                 ? CpuSgemm().Append(CpuTrainStep()).Append(CpuGenerate())
-                : GpuBench.Sgemm(opened).Concat(GpuBench.Elementwise(opened)).Concat(GpuBench.Model(opened, mid));
+                : GpuBench.Sgemm(opened).Concat(GpuBench.Elementwise(opened)).Concat(GpuBench.Model(opened, mid)).Concat(GpuBench.GemmBf16(opened));
             foreach (var figure in figures) Console.WriteLine(JsonSerializer.Serialize(figure));
             return 0;
         });

@@ -4,6 +4,9 @@
 //   sgemm_fp32   C = A @ B, n = 4096, 2 n^3 flops, the launcher's kernel (v2, Float4 loads)
 //                                                           vs cuBLAS fp32 SGEMM, 51 TFLOP/s
 //   sgemm_fp32_v1  the same product by v1 (scalar loads), to show the step from v1 to v2
+//   gemm_bf16    C = A @ Bt^T, n = 4096, bf16 in, fp32 out, tensor cores (TensorCoreGemmKernels v2,
+//                cp.async pipeline)                          vs cuBLAS bf16 (the anchor's gemm_bf16), 761 TFLOP/s
+//   gemm_bf16_v1   the same by v1 (synchronous copies), to show the step from v1 to v2
 //   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time
 //                                                           vs device copy_bw, 4.24 TB/s
 //   train_step_fp32, generate   the model at the anchor's shapes (--shape small|mid)
@@ -32,6 +35,35 @@ public static class GpuBench
         {
             double flops = 2.0 * n * n * n / Time(device, reps, launch);
             yield return new() { ["fig"] = fig, ["n"] = n, ["gflops"] = Math.Round(flops / 1e9, 1), ["tflops"] = Math.Round(flops / 1e12, 2) };
+        }
+    }
+
+    /// <summary>The tensor-core GEMM on bf16 inputs converted on the device from uniform [-1, 1) floats; 2 n^3 flops.</summary>
+    public static IEnumerable<Dictionary<string, object>> GemmBf16(Device device, int n = 4096, int reps = 20)
+    {
+        long size = (long)n * n;
+        using var a = Random(device, size, 5);
+        using var bt = Random(device, size, 6);
+        using var a16 = device.Pool.Rent<ushort>(size);
+        using var bt16 = device.Pool.Rent<ushort>(size);
+        using var c = device.Pool.Rent<float>(size);
+        TensorCoreGemmKernels.ToBf16(device, a.View, a16.View);
+        TensorCoreGemmKernels.ToBf16(device, bt.View, bt16.View);
+        var versions = new (string Fig, bool Pipelined)[] { ("gemm_bf16", true), ("gemm_bf16_v1", false) };
+        foreach (var (fig, pipelined) in versions)
+        {
+            // A kernel that fails to load (inline PTX the driver rejects) gives a figure with its error, not a crash.
+            Dictionary<string, object> figure = new() { ["fig"] = fig, ["n"] = n };
+            try
+            {
+                double flops = 2.0 * n * n * n / Time(device, reps, () => TensorCoreGemmKernels.Gemm(device, a16.View, bt16.View, c.View, n, n, n, pipelined));
+                figure["tflops"] = Math.Round(flops / 1e12, 1);
+            }
+            catch (Exception error) when (error is not OutOfMemoryException)
+            {
+                figure["error"] = $"{error.GetType().Name}: {error.Message.Split('\n')[0]}";
+            }
+            yield return figure;
         }
     }
 
