@@ -295,17 +295,17 @@ public static class TensorCoreGemmKernels
     /// <summary>
     /// C (M, N) = A (M, K) @ Bt (N, K)^T on device views, bf16 in (ushort bit patterns), fp32 out; v2 (cp.async
     /// pipeline) unless pipelined is false (v1). Throws ArgumentException for shapes or alignment it does not
-    /// handle and NotSupportedException on anything but CUDA.
+    /// handle (shapes are checked first, on any device) and NotSupportedException on anything but CUDA.
     /// </summary>
     public static void Gemm(Device device, ArrayView<ushort> a, ArrayView<ushort> bt, ArrayView<float> c, int m, int n, int k,
         bool pipelined = true)
     {
-        if (device.Kind != DeviceKind.Cuda)
-            throw new NotSupportedException($"the tensor-core GEMM is inline PTX and runs only on CUDA, not on {device.Name}");
         if (m <= 0 || n <= 0 || k <= 0 || m % Tile != 0 || n % Tile != 0 || k % KTile != 0)
             throw new ArgumentException($"tensor-core GEMM needs M and N multiples of {Tile} and K a multiple of {KTile}, got M {m}, N {n}, K {k}");
         if (a.Length < (long)m * k || bt.Length < (long)n * k || c.Length < (long)m * n)
             throw new ArgumentException($"tensor-core GEMM: views of {a.Length}, {bt.Length}, {c.Length} elements are too short for M {m}, N {n}, K {k}");
+        if (device.Kind != DeviceKind.Cuda)
+            throw new NotSupportedException($"the tensor-core GEMM is inline PTX and runs only on CUDA, not on {device.Name}");
         var args = new TensorCoreGemmArgs
         {
             A = Address(a, "A"), Bt = Address(bt, "Bt"), C = Address(c, "C"), M = m, N = n, K = k,
