@@ -34,7 +34,8 @@
 // Shapes: M and N multiples of 128, K a multiple of 64, every view starting 16-byte aligned; the
 // launcher throws ArgumentException otherwise (no edge handling: this is the fast path, not the
 // general matmul, which stays MatMulKernels). CUDA only (inline PTX): NotSupportedException elsewhere.
-// Tests: Grpo.Tests/Compute/TensorCoreGemmTests.cs (PTX text, bf16 rounding), PtxCompileTests.cs;
+// Tests: Grpo.Tests/Compute/TensorCoreGemmTests.cs (PTX text, bf16 rounding), TensorCoreLayoutTests.cs (these
+// offsets driving a CPU simulation of ldmatrix and mma: the product comes out exact), PtxCompileTests.cs;
 // on a GPU: `grpo check --device cuda` (vs the CPU on the same bf16 inputs); speed: `grpo bench --device cuda`.
 using System.Runtime.InteropServices;
 using ILGPU;
@@ -58,7 +59,8 @@ public static class TensorCoreGemmKernels
     public const int Stages = 3;
     /// <summary>Bytes of one stage: the A tile then the Bt tile, each 128 rows of 64 bf16.</summary>
     public const int StageBytes = 2 * Tile * KTile * 2;
-    private const int OperandBytes = Tile * KTile * 2;
+    /// <summary>Bytes of one operand's tile in a stage (Bt's starts this far after A's).</summary>
+    public const int OperandBytes = Tile * KTile * 2;
 
     private const string DeclareRegisters =
         ".reg .f32 acc<64>; .reg .b32 fa<16>; .reg .b32 fb<8>;";
@@ -150,7 +152,7 @@ public static class TensorCoreGemmKernels
         """;
 
     /// <summary>Where this thread's pieces of a tile are: copies, ldmatrix rows and C, all in bytes.</summary>
-    private struct ThreadLayout
+    internal struct ThreadLayout
     {
         public uint SharedBase;      // __dyn_shared_alloca as a shared-window address
         public uint CopyOffset;      // this thread's first 16-byte chunk in an operand's tile (swizzled)
@@ -161,17 +163,15 @@ public static class TensorCoreGemmKernels
         public uint Lane7;           // lane % 8 = row % 8: the swizzle
     }
 
-    private static ThreadLayout Layout(TensorCoreGemmArgs s)
+    /// <summary>Thread `thread`'s layout in the block tile at (rowBase, columnBase); SharedBase 0. Pure, so
+    /// TensorCoreLayoutTests can simulate ldmatrix and mma on the CPU over exactly these offsets.</summary>
+    internal static ThreadLayout LayoutOf(int thread, int rowBase, int columnBase, TensorCoreGemmArgs s)
     {
-        int thread = Group.IdxX, warp = thread / 32, lane = thread % 32;
+        int warp = thread / 32, lane = thread % 32;
         int warpRow = warp / 4 * 64, warpColumn = warp % 4 * 32;
         int copyRow = thread / 8, copyChunk = thread % 8;
-        int rowBase = Grid.IdxY * Tile, columnBase = Grid.IdxX * Tile;
-        uint sharedBase;
-        CudaAsm.Emit("mov.u32 %0, __dyn_shared_alloca;", out sharedBase);
         return new ThreadLayout
         {
-            SharedBase = sharedBase,
             CopyOffset = (uint)(copyRow * 128 + (copyChunk ^ (copyRow % 8)) * 16),
             AChunk = s.A + ((long)(rowBase + copyRow) * s.K + copyChunk * 8) * 2,
             BChunk = s.Bt + ((long)(columnBase + copyRow) * s.K + copyChunk * 8) * 2,
@@ -184,24 +184,44 @@ public static class TensorCoreGemmKernels
         };
     }
 
+    private static ThreadLayout Layout(TensorCoreGemmArgs s)
+    {
+        var layout = LayoutOf(Group.IdxX, Grid.IdxY * Tile, Grid.IdxX * Tile, s);
+        uint sharedBase;
+        CudaAsm.Emit("mov.u32 %0, __dyn_shared_alloca;", out sharedBase);
+        layout.SharedBase = sharedBase;
+        return layout;
+    }
+
+    /// <summary>MmaStep's six ldmatrix addresses for k-step `step` (0..3) of the tile at stage: A tiles 0..3, Bt pairs 0, 1.</summary>
+    internal static (uint A0, uint A1, uint A2, uint A3, uint B0, uint B1) LdmatrixAddresses(ThreadLayout t, uint stage, uint step)
+    {
+        uint a = stage + t.ARow + ((2 * step + t.AHalf) ^ t.Lane7) * 16;
+        uint b = stage + OperandBytes + t.BRow + ((2 * step + t.BHalf) ^ t.Lane7) * 16;
+        return (a, a + 2048, a + 4096, a + 6144, b, b + 2048);
+    }
+
     /// <summary>The four MmaSteps of one k-tile held in shared memory at stage (byte address).</summary>
     private static void MultiplyTile(ThreadLayout t, uint stage)
     {
-        uint a = stage + t.ARow, b = stage + OperandBytes + t.BRow;
         for (uint step = 0; step < KTile / 16; step++)
         {
-            uint aChunk = ((2 * step + t.AHalf) ^ t.Lane7) * 16, bChunk = ((2 * step + t.BHalf) ^ t.Lane7) * 16;
-            CudaAsm.Emit(MmaStep, a + aChunk, a + 2048 + aChunk, a + 4096 + aChunk, a + 6144 + aChunk,
-                b + bChunk, b + 2048 + bChunk);
+            var (a0, a1, a2, a3, b0, b1) = LdmatrixAddresses(t, stage, step);
+            CudaAsm.Emit(MmaStep, a0, a1, a2, a3, b0, b1);
         }
+    }
+
+    /// <summary>Row and column of C of this thread's acc0 (A tile mi adds 16 rows, column tile ni 8 columns; acc2, acc3 are 8 rows down).</summary>
+    internal static (int Row, int Column) StoreOrigin(int thread, int rowBase, int columnBase)
+    {
+        int warp = thread / 32, lane = thread % 32;
+        return (rowBase + warp / 4 * 64 + lane / 4, columnBase + warp % 4 * 32 + 2 * (lane % 4));
     }
 
     /// <summary>Writes the warp's 64 x 32 of C from the accumulators.</summary>
     private static void StoreC(TensorCoreGemmArgs s)
     {
-        int thread = Group.IdxX, warp = thread / 32, lane = thread % 32;
-        int row = Grid.IdxY * Tile + warp / 4 * 64 + lane / 4;
-        int column = Grid.IdxX * Tile + warp % 4 * 32 + 2 * (lane % 4);
+        var (row, column) = StoreOrigin(Group.IdxX, Grid.IdxY * Tile, Grid.IdxX * Tile);
         long at = s.C + ((long)row * s.N + column) * 4, tileRows = 16L * s.N * 4, eightRows = 8L * s.N * 4;
         CudaAsm.Emit(StoreTile0, at, at + eightRows);
         CudaAsm.Emit(StoreTile1, at + tileRows, at + tileRows + eightRows);
