@@ -23,7 +23,7 @@ internal static class CheckTensorCoreCases
         yield return Gemm(rng, "bf16 A @ Bt^T, v2 (cp.async pipeline)", 512, 256, 384, pipelined: true);
         yield return Gemm(rng, "bf16 A @ Bt^T, v1 (synchronous copies)", 512, 256, 384, pipelined: false);
         if (small) yield break;
-        yield return Gemm(rng, "linear forward x @ W^T (small preset), v2", 64 * 128, 256, 768, pipelined: true);
+        yield return Gemm(rng, "linear x @ W^T (small preset), v2", 64 * 128, 256, 768, pipelined: true);
         yield return Gemm(rng, "square bf16 gemm, v2", 2048, 2048, 2048, pipelined: true);
         yield return Gemm(rng, "square bf16 gemm, v1", 2048, 2048, 2048, pipelined: false);
     }

@@ -6,7 +6,8 @@
 //   sgemm_fp32_v1  the same product by v1 (scalar loads), to show the step from v1 to v2
 //   gemm_bf16    C = A @ Bt^T, n = 4096, bf16 in, fp32 out, tensor cores (TensorCoreGemmKernels v2,
 //                cp.async pipeline)                          vs cuBLAS bf16 (the anchor's gemm_bf16), 761 TFLOP/s
-//   gemm_bf16_v1   the same by v1 (synchronous copies), to show the step from v1 to v2
+//   gemm_bf16_v1   the same by v1 (synchronous copies), to show the step from v1 to v2; both also
+//                give the driver's registers a thread and local (spill) bytes: > 128 registers = 1 group an SM
 //   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time
 //                                                           vs device copy_bw, 4.24 TB/s
 //   train_step_fp32, generate   the model at the anchor's shapes (--shape small|mid)
@@ -58,6 +59,11 @@ public static class GpuBench
             {
                 double flops = 2.0 * n * n * n / Time(device, reps, () => TensorCoreGemmKernels.Gemm(device, a16.View, bt16.View, c.View, n, n, n, pipelined));
                 figure["tflops"] = Math.Round(flops / 1e12, 1);
+                if (TensorCoreGemmKernels.CompiledAttributes(device, pipelined) is var (registers, localBytes))
+                {
+                    figure["registers"] = registers;
+                    figure["local_bytes"] = localBytes;
+                }
             }
             catch (Exception error) when (error is not OutOfMemoryException)
             {

@@ -17,6 +17,13 @@ public sealed class KernelCache(Accelerator accelerator)
     public TDelegate Get<TDelegate>(string name, Func<Accelerator, TDelegate> load) where TDelegate : Delegate =>
         (TDelegate)loaded.GetOrAdd(name, _ => load(accelerator));
 
+    /// <summary>The kernel loaded under this name, if it has been.</summary>
+    public bool TryGet<TDelegate>(string name, out TDelegate? kernel) where TDelegate : Delegate
+    {
+        kernel = loaded.TryGetValue(name, out var found) ? (TDelegate)found : null;
+        return kernel != null;
+    }
+
     /// <summary>How many kernels have been compiled so far.</summary>
     public int Count => loaded.Count;
 }
