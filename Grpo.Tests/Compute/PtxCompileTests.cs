@@ -47,6 +47,7 @@ public class PtxCompileTests
             "AttentionKernel", "AttentionQueryBackwardKernel", "AttentionKeyValueBackwardKernel",
             "AdamWKernel", "ArgMaxKernel", "TemperatureSoftmaxKernel", "MinPKernel", "DrawKernel",
             "PolicyLossTokenKernel", "PolicyLossSumKernel", "PolicyLossBackwardKernel",
+            "TensorCoreGemmKernel", "TensorCoreGemmV1Kernel", "ToBf16Kernel",
         ];
         foreach (var expected in ported)
             Assert.Contains(expected, names);

@@ -14,7 +14,9 @@
 // 64 x 128 tokens) plus the mid preset's LM head (width 768, vocab 32000) and edge-crossing odd sizes;
 // small = shapes ILGPU's CPU accelerator runs in seconds (the default for cpu-accelerator).
 // The ops' kernels (forward and backward), AdamW, the sampler and the GRPO loss are in CheckOpCases.cs;
-// a whole training step, GRPO step and sampling of the small model in CheckModelCases.cs.
+// a whole training step, GRPO step and sampling of the small model in CheckModelCases.cs; the bf16
+// tensor-core GEMM (CUDA only: skipped elsewhere) in CheckTensorCoreCases.cs, last, because a fault in
+// its inline PTX would spoil the CUDA context for every case after it.
 using System.CommandLine;
 using System.Diagnostics;
 using Grpo.Compute;
@@ -71,8 +73,12 @@ public static class CheckCommand
         Console.WriteLine($"{"kernel",-12} {"what",-40} {"shape",-34} {"max abs",10} {"rel",10} {"tol",9}  result");
         var watch = Stopwatch.StartNew();
         int ok = 0, notOk = 0;
+        // The tensor-core GEMM is inline PTX: it runs on CUDA only, so elsewhere its cases are not run at all.
+        bool cuda = device.Kind == DeviceKind.Cuda;
+        if (!cuda) Console.WriteLine("tc_gemm, to_bf16: skipped (inline PTX runs only on CUDA)");
+        var tensorCore = cuda ? CheckTensorCoreCases.Cases(new Rng(seed + 3), small) : [];
         foreach (var check in Cases(new Rng(seed), small).Concat(CheckOpCases.Cases(new Rng(seed + 1), small))
-                     .Concat(CheckModelCases.Cases(new Rng(seed + 2), small)))
+                     .Concat(CheckModelCases.Cases(new Rng(seed + 2), small)).Concat(tensorCore))
         {
             string verdict;
             double maxAbs = double.NaN, relative = double.NaN;

@@ -6,6 +6,10 @@
 //   sgemm_fp32_v1  the same product by v1 (scalar loads), to show the step from v1 to v2
 //   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time, by the
 //                launchers' kernels (v2, Float4 loads) and as add_v1, scale_v1, exp_v1 by v1
+//   gemm_bf16    C = A @ Bt^T, n = 4096, bf16 in, fp32 out, tensor cores (TensorCoreGemmKernels v2,
+//                cp.async pipeline)                          vs cuBLAS bf16 (the anchor's gemm_bf16), 761 TFLOP/s
+//   gemm_bf16_v1   the same by v1 (synchronous copies), to show the step from v1 to v2; both also
+//                give the driver's registers a thread and local (spill) bytes: > 128 registers = 1 group an SM
 //                                                           vs device copy_bw, 4.24 TB/s
 //   column_sum   sum_axis (a bias gradient: 8192 rows x 2048 summed down columns, 1 float a element)
 //                and rms_norm_weight_grad (x and dy, 2), bytes read / time   vs the same copy_bw
@@ -35,6 +39,40 @@ public static class GpuBench
         {
             double flops = 2.0 * n * n * n / Time(device, reps, launch);
             yield return new() { ["fig"] = fig, ["n"] = n, ["gflops"] = Math.Round(flops / 1e9, 1), ["tflops"] = Math.Round(flops / 1e12, 2) };
+        }
+    }
+
+    /// <summary>The tensor-core GEMM on bf16 inputs converted on the device from uniform [-1, 1) floats; 2 n^3 flops.</summary>
+    public static IEnumerable<Dictionary<string, object>> GemmBf16(Device device, int n = 4096, int reps = 20)
+    {
+        long size = (long)n * n;
+        using var a = Random(device, size, 5);
+        using var bt = Random(device, size, 6);
+        using var a16 = device.Pool.Rent<ushort>(size);
+        using var bt16 = device.Pool.Rent<ushort>(size);
+        using var c = device.Pool.Rent<float>(size);
+        TensorCoreGemmKernels.ToBf16(device, a.View, a16.View);
+        TensorCoreGemmKernels.ToBf16(device, bt.View, bt16.View);
+        var versions = new (string Fig, bool Pipelined)[] { ("gemm_bf16", true), ("gemm_bf16_v1", false) };
+        foreach (var (fig, pipelined) in versions)
+        {
+            // A kernel that fails to load (inline PTX the driver rejects) gives a figure with its error, not a crash.
+            Dictionary<string, object> figure = new() { ["fig"] = fig, ["n"] = n };
+            try
+            {
+                double flops = 2.0 * n * n * n / Time(device, reps, () => TensorCoreGemmKernels.Gemm(device, a16.View, bt16.View, c.View, n, n, n, pipelined));
+                figure["tflops"] = Math.Round(flops / 1e12, 1);
+                if (TensorCoreGemmKernels.CompiledAttributes(device, pipelined) is var (registers, localBytes))
+                {
+                    figure["registers"] = registers;
+                    figure["local_bytes"] = localBytes;
+                }
+            }
+            catch (Exception error) when (error is not OutOfMemoryException)
+            {
+                figure["error"] = $"{error.GetType().Name}: {error.Message.Split('\n')[0]}";
+            }
+            yield return figure;
         }
     }
 
@@ -99,16 +137,18 @@ public static class GpuBench
         return new() { ["fig"] = "launch", ["us"] = Math.Round(seconds * 1e6, 2) };
     }
 
-    /// <summary>The figures named (sgemm, elementwise, train, generate), in that order.</summary>
+    /// <summary>The figures named (sgemm, elementwise, train, generate, gemm_bf16), in that order.</summary>
     public static IEnumerable<Dictionary<string, object>> Figures(Device device, string[] names, bool mid)
     {
         foreach (var name in names)
-            if (name is not ("sgemm" or "elementwise" or "train" or "generate"))
-                throw new ArgumentException($"unknown figure '{name}' (expected sgemm, elementwise, train, generate)");
+            if (name is not ("sgemm" or "elementwise" or "train" or "generate" or "gemm_bf16"))
+                throw new ArgumentException($"unknown figure '{name}' (expected sgemm, elementwise, train, generate, gemm_bf16)");
         var figures = Enumerable.Empty<Dictionary<string, object>>();
+        // The tensor-core figures run last: a fault in inline PTX would spoil the context for any figure after it.
         if (names.Contains("sgemm")) figures = figures.Concat(Sgemm(device));
         if (names.Contains("elementwise")) figures = figures.Concat(Elementwise(device)).Append(Launch(device));
-        return figures.Concat(Model(device, mid, names.Contains("train"), names.Contains("generate")));
+        figures = figures.Concat(Model(device, mid, names.Contains("train"), names.Contains("generate")));
+        return names.Contains("gemm_bf16") ? figures.Concat(GemmBf16(device)) : figures;
     }
 
     /// <summary>Seconds per launch: one warm-up (compiles the kernel), then reps launches between synchronizations.</summary>

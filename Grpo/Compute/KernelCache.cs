@@ -47,6 +47,13 @@ public sealed class KernelCache
     /// <summary>How many launches have asked for a kernel (bench reports launches per step).</summary>
     public long Launches => Interlocked.Read(ref requests);
 
+    /// <summary>The kernel loaded under this name, if it has been.</summary>
+    public bool TryGet<TDelegate>(string name, out TDelegate? kernel) where TDelegate : Delegate
+    {
+        kernel = loaded.TryGetValue(name, out var found) ? (TDelegate)found : null;
+        return kernel != null;
+    }
+
     /// <summary>How many kernels have been compiled so far.</summary>
     public int Count => loaded.Count;
 
