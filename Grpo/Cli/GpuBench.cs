@@ -18,6 +18,7 @@
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
 using Grpo.Model;
+using Grpo.Ops;
 using Grpo.Sampling;
 using System.Diagnostics;
 
@@ -137,16 +138,59 @@ public static class GpuBench
         return new() { ["fig"] = "launch", ["us"] = Math.Round(seconds * 1e6, 2) };
     }
 
+    /// <summary>
+    /// Host-side costs of single ops at the small training shape (8192 rows of 256), each timed over 20
+    /// calls: "call" from entering the op to its return (the launch included), "device" the wait for the
+    /// device after that. For finding where a step's time goes outside the kernels.
+    /// </summary>
+    public static IEnumerable<Dictionary<string, object>> OpCosts(Device device)
+    {
+        const int rows = 8192, width = 256, vocab = 128, reps = 20;
+        var rng = new Rng(1);
+        var ids = Enumerable.Range(0, rows).Select(_ => rng.NextInt(vocab)).ToArray();
+        var table = new Tensor(DeviceArray.Upload(device, new float[vocab * width], scoped: false), vocab, width) { RequiresGrad = true };
+        var x = new Tensor(DeviceArray.Upload(device, new float[rows * width], scoped: false), rows, width);
+        var w = new Tensor(DeviceArray.Upload(device, Enumerable.Repeat(1f, width).ToArray(), scoped: false), width) { RequiresGrad = true };
+        var cases = new (string Name, Action Run)[]
+        {
+            ("tensor_empty_2M", () => Tensor.Empty(device, [rows, width])),
+            ("indices_same_8192", () => device.Indices(ids)),
+            ("group_positions_by_id", () => Grpo.Compute.Kernels.EmbeddingKernels.GroupPositionsById(ids, vocab)),
+            ("embedding_kernel", () => Grpo.Compute.Kernels.EmbeddingKernels.Forward(device, table.View, device.Indices(ids), x.View, width)),
+            ("op_embedding", () => Op.Embedding(table, ids)),
+            ("op_rmsnorm", () => Op.RmsNorm(x, w, 1e-5f)),
+            ("op_add", () => Op.Add(x, x)),
+        };
+        foreach (var (name, run) in cases)
+        {
+            using var scope = DeviceArray.Scope();
+            run();
+            device.Synchronize();
+            double call = 0, wait = 0;
+            for (int r = 0; r < reps; r++)
+            {
+                var watch = Stopwatch.StartNew();
+                run();
+                call += watch.Elapsed.TotalMilliseconds;
+                watch.Restart();
+                device.Synchronize();
+                wait += watch.Elapsed.TotalMilliseconds;
+            }
+            yield return new() { ["fig"] = "op_cost", ["op"] = name, ["call_us"] = Math.Round(1000 * call / reps, 1), ["device_us"] = Math.Round(1000 * wait / reps, 1) };
+        }
+    }
+
     /// <summary>The figures named (sgemm, elementwise, train, generate, gemm_bf16), in that order.</summary>
     public static IEnumerable<Dictionary<string, object>> Figures(Device device, string[] names, bool mid)
     {
         foreach (var name in names)
-            if (name is not ("sgemm" or "elementwise" or "train" or "generate" or "gemm_bf16"))
-                throw new ArgumentException($"unknown figure '{name}' (expected sgemm, elementwise, train, generate, gemm_bf16)");
+            if (name is not ("sgemm" or "elementwise" or "ops" or "train" or "generate" or "gemm_bf16"))
+                throw new ArgumentException($"unknown figure '{name}' (expected sgemm, elementwise, ops, train, generate, gemm_bf16)");
         var figures = Enumerable.Empty<Dictionary<string, object>>();
         // The tensor-core figures run last: a fault in inline PTX would spoil the context for any figure after it.
         if (names.Contains("sgemm")) figures = figures.Concat(Sgemm(device));
         if (names.Contains("elementwise")) figures = figures.Concat(Elementwise(device)).Append(Launch(device));
+        if (names.Contains("ops")) figures = figures.Concat(OpCosts(device));
         figures = figures.Concat(Model(device, mid, names.Contains("train"), names.Contains("generate")));
         return names.Contains("gemm_bf16") ? figures.Concat(GemmBf16(device)) : figures;
     }
