@@ -100,6 +100,49 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
         return MatMulKernels.UsesVectorLoads(aBuffer.View, transposeA, bBuffer.View, transposeB, m, k, n);
     }
 
+    [Theory]
+    [InlineData(8, 40, 12, 4, false)]   // K cut in 4 equal chunks, vector loads
+    [InlineData(8, 43, 12, 5, true)]    // 43 = 5 x 8 + 3: the last 3 rows of K run as a tail launch; accumulate
+    [InlineData(6, 37, 9, 3, false)]    // odd sizes: v1 chunks
+    public void SplitKMatchesReference(int m, int k, int n, int splits, bool accumulate)
+    {
+        // A weight gradient's layout: A^T B with A stored (k, m), B stored (k, n).
+        var rng = new Random(m * 100 + k * 10 + n);
+        var a = GradCheck.Random(rng, 1f, k, m);
+        var b = GradCheck.Random(rng, 1f, k, n);
+        var start = GradCheck.Random(rng, 1f, m, n);
+        var product = Op.MatMul(a, b, transposeA: true);
+        var expected = accumulate ? Op.Add(product, start).Data : product.Data;
+        using var aBuffer = device.UploadToPool<float>(a.Data);
+        using var bBuffer = device.UploadToPool<float>(b.Data);
+        using var cBuffer = device.UploadToPool<float>(accumulate ? start.Data : new float[m * n]);
+        MatMulKernels.MatMulSplitK(device, aBuffer.View, bBuffer.View, cBuffer.View, m, k, n, accumulate, splits);
+        var c = new float[m * n];
+        cBuffer.Download(c);
+        KernelTests.AssertClose(expected, c, 1e-5f);
+    }
+
+    [Theory]
+    [InlineData(1, 7, 5, false)]     // one row: a decode step of one sequence
+    [InlineData(9, 40, 33, true)]    // rows past one warp's 8, K past one lane stride, accumulate
+    [InlineData(16, 64, 12, false)]
+    public void SkinnyKernelMatchesReference(int m, int k, int n, bool accumulate)
+    {
+        Assert.True(MatMulKernels.UsesSkinnyKernel(transposeA: false, transposeB: true, 1, m));
+        AssertMatchesReference(1, m, k, n, false, true, sharedB: true, accumulate, v1Only: false);
+    }
+
+    [Fact]
+    public void TheLauncherSplitsKOnlyForLongWeightGradientsWithFewTiles()
+    {
+        // The test device has one multiprocessor: a product of one tile "fills" half of it.
+        Assert.Equal(1, MatMulKernels.SplitsFor(device, transposeA: true, transposeB: false, 1, 256, 8192, 256));   // 4 tiles >= 2
+        Assert.Equal(2, MatMulKernels.SplitsFor(device, transposeA: true, transposeB: false, 1, 100, 8192, 100));   // 1 tile
+        Assert.Equal(1, MatMulKernels.SplitsFor(device, transposeA: true, transposeB: false, 1, 100, 512, 100));    // K short
+        Assert.Equal(1, MatMulKernels.SplitsFor(device, transposeA: false, transposeB: false, 1, 100, 8192, 100));  // A not transposed
+        Assert.Equal(1, MatMulKernels.SplitsFor(device, transposeA: true, transposeB: false, 3, 100, 8192, 100));   // batched
+    }
+
     /// <summary>C starts random when accumulating; B is (k, n) once when shared, else batch of them.</summary>
     private void AssertMatchesReference(int batch, int m, int k, int n, bool transposeA, bool transposeB, bool sharedB,
         bool accumulate, bool v1Only)

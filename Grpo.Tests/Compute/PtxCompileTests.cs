@@ -36,7 +36,7 @@ public class PtxCompileTests
         var names = Kernels().Select(m => m.Name).ToHashSet();
         string[] ported =
         [
-            "MatMulKernel", "MatMulF4Kernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
+            "MatMulKernel", "MatMulF4Kernel", "MatMulSkinnyKernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
             "AddF4Kernel", "MulF4Kernel", "ScaleF4Kernel", "ExpF4Kernel",
             "SumRowsKernel", "SumAxisKernel", "SumAxisBackwardKernel",
             "SoftmaxKernel", "LogSoftmaxKernel", "SoftmaxBackwardKernel", "LogSoftmaxBackwardKernel",

@@ -139,6 +139,8 @@ public static class CheckCommand
         yield return MatMul(rng, "linear backward dx += dy @ W", 1, tokens, ffn, width, false, false, sharedB: true, accumulate: true);
         yield return MatMul(rng, "linear backward dW += dy^T @ x", 1, ffn, tokens, width, true, false, sharedB: true, accumulate: true);
         yield return MatMul(rng, "LM head (mid) x @ E^T", 1, midRows, midWidth, vocab, false, true, sharedB: true, accumulate: false);
+        yield return MatMul(rng, "decode x @ W^T (skinny kernel)", 1, small ? 9 : 64, width, ffn, false, true, sharedB: true, accumulate: false);
+        yield return MatMul(rng, "weight grad dW += dy^T @ x (split-K)", 1, small ? 40 : 256, small ? 1100 : 8192, small ? 36 : 256, true, false, sharedB: true, accumulate: true);
         yield return MatMul(rng, "attention scores q @ k^T", batchHeads, seq, head, seq, false, true, sharedB: false, accumulate: false);
         yield return MatMul(rng, "attention output p @ v", batchHeads, seq, seq, head, false, false, sharedB: false, accumulate: false);
         yield return MatMul(rng, "attention backward dv = p^T @ do", batchHeads, seq, seq, head, true, false, sharedB: false, accumulate: false);
