@@ -4,7 +4,7 @@
 // A benchmark prints; it never asserts a time.
 // On CUDA (GpuBench.cs): sgemm_fp32 at 4096 (as torch_gpu_anchor.py's sgemm_fp32, cuBLAS 51 TFLOP/s
 // on the H200; sgemm_fp32_v1 the older kernel beside it) and element-wise GB/s (against its copy_bw, 4.24 TB/s),
-// the model figures, and last gemm_bf16 / gemm_bf16_v1 (tensor cores, vs the anchor's gemm_bf16, cuBLAS
+// attention v2 and v1 at a decode and a training shape, the model figures, and last gemm_bf16 / gemm_bf16_v1 (tensor cores, vs the anchor's gemm_bf16, cuBLAS
 // 761 TFLOP/s; last because a fault in inline PTX would spoil the CUDA context for what follows).
 // Correctness is `grpo check`'s job.
 using System.CommandLine;
@@ -25,7 +25,7 @@ public static class BenchCommand
         var device = DeviceOption.Create("cpu");
         var json = new Option<bool>("--json") { Description = "only the JSON lines" };
         var shape = new Option<string>("--shape") { Description = "on cuda, the model figures' shape: small (torch_gpu_anchor.py's default) or mid (its 134M one)", DefaultValueFactory = _ => "small" };
-        var only = new Option<string>("--figures") { Description = "on cuda, which figures: any of sgemm,elementwise,train,generate,gemm_bf16 (comma-separated)", DefaultValueFactory = _ => "sgemm,elementwise,train,generate,gemm_bf16" };
+        var only = new Option<string>("--figures") { Description = "on cuda, which figures: any of sgemm,elementwise,ops,attention,train,generate,gemm_bf16 (comma-separated)", DefaultValueFactory = _ => "sgemm,elementwise,attention,train,generate,gemm_bf16" };
         var command = new Command("bench", "Measure speed: matmul GFLOP/s, training step tokens/s, sampling new tokens/s") { device, json, shape, only };
         command.SetAction(parse =>
         {

@@ -13,6 +13,11 @@
 //                                                           vs device copy_bw, 4.24 TB/s
 //   column_sum   sum_axis (a bias gradient: 8192 rows x 2048 summed down columns, 1 float a element)
 //                and rms_norm_weight_grad (x and dy, 2), bytes read / time   vs the same copy_bw
+//   attention    AttentionKernels.Forward and Backward (the dq kernel, then the shared key/value one), v2
+//                (a warp per query row) and v1 (a thread per row), at the decode shape (B 64, T 1, S 128,
+//                offset 127) and the training shape (B 64, T = S = 128), Hq = Hkv = 4, D 64, a key mask
+//                that allows every key; the least bytes each must move / time
+//                                                           vs the same copy_bw
 //   train_step_fp32, generate   the model at the anchor's shapes (--shape small|mid)
 //                                                           vs its train_step_fp32 and generate_hf
 using Grpo.Compute;
@@ -107,6 +112,56 @@ public static class GpuBench
     }
 
     /// <summary>
+    /// Attention forward and backward, v2 and v1, at a decode step's shape and a training step's. Bytes are
+    /// the least each call must move: forward reads q, k, v and writes o and P; backward reads q, k, v, o, P
+    /// and dO, writes dScores, and reads and writes dq, dk and dv.
+    /// </summary>
+    public static IEnumerable<Dictionary<string, object>> Attention(Device device, int reps = 20)
+    {
+        var shapes = new (string Name, int T, int Offset)[] { ("decode", 1, 127), ("train", 128, 0) };
+        const int B = 64, S = 128, heads = 4, D = 64;
+        foreach (var (name, T, offset) in shapes)
+        {
+            var a = AttentionKernels.Shape(B, T, S, heads, heads, D, offset, hasMask: true);
+            long qSize = (long)B * T * heads * D, kvSize = (long)B * S * heads * D, pSize = (long)B * heads * T * S;
+            using var q = Random(device, qSize, 7);
+            using var k = Random(device, kvSize, 8);
+            using var v = Random(device, kvSize, 9);
+            using var dOutput = Random(device, qSize, 10);
+            using var mask = device.Pool.Rent<int>((long)B * S);
+            mask.Upload(Enumerable.Repeat(1, B * S).ToArray());
+            using var output = device.Pool.Rent<float>(qSize);
+            using var probs = device.Pool.Rent<float>(pSize);
+            using var dScores = device.Pool.Rent<float>(pSize);
+            using var dq = device.Zeros<float>(qSize);
+            using var dk = device.Zeros<float>(kvSize);
+            using var dv = device.Zeros<float>(kvSize);
+            long forwardBytes = sizeof(float) * (2 * qSize + 2 * kvSize + pSize);
+            long backwardBytes = sizeof(float) * (5 * qSize + 6 * kvSize + 2 * pSize);
+            foreach (bool v1 in new[] { false, true })
+            {
+                void Forward()
+                {
+                    if (v1) AttentionKernels.ForwardV1(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
+                    else AttentionKernels.Forward(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
+                }
+                void Backward()
+                {
+                    if (v1) AttentionKernels.BackwardV1(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
+                    else AttentionKernels.Backward(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
+                }
+                double forward = Time(device, reps, Forward), backward = Time(device, reps, Backward);
+                yield return new()
+                {
+                    ["fig"] = "attention", ["shape"] = name, ["version"] = v1 ? "v1" : "v2",
+                    ["forward_us"] = Math.Round(forward * 1e6, 1), ["backward_us"] = Math.Round(backward * 1e6, 1),
+                    ["forward_gbps"] = Math.Round(forwardBytes / forward / 1e9, 1), ["backward_gbps"] = Math.Round(backwardBytes / backward / 1e9, 1),
+                };
+            }
+        }
+    }
+
+    /// <summary>
     /// The model figures at torch_gpu_anchor.py's shapes, same names: train_step_fp32 (forward, cross-entropy,
     /// backward, AdamW; 64 x 128 tokens small, 64 x 512 mid) and generate (64 prompts of 32 random
     /// tokens, 96 new at temperature 1, the anchor's generate_hf).
@@ -180,17 +235,18 @@ public static class GpuBench
         }
     }
 
-    /// <summary>The figures named (sgemm, elementwise, train, generate, gemm_bf16), in that order.</summary>
+    /// <summary>The figures named (sgemm, elementwise, ops, attention, train, generate, gemm_bf16), in that order.</summary>
     public static IEnumerable<Dictionary<string, object>> Figures(Device device, string[] names, bool mid)
     {
         foreach (var name in names)
-            if (name is not ("sgemm" or "elementwise" or "ops" or "train" or "generate" or "gemm_bf16"))
-                throw new ArgumentException($"unknown figure '{name}' (expected sgemm, elementwise, ops, train, generate, gemm_bf16)");
+            if (name is not ("sgemm" or "elementwise" or "ops" or "attention" or "train" or "generate" or "gemm_bf16"))
+                throw new ArgumentException($"unknown figure '{name}' (expected sgemm, elementwise, ops, attention, train, generate, gemm_bf16)");
         var figures = Enumerable.Empty<Dictionary<string, object>>();
         // The tensor-core figures run last: a fault in inline PTX would spoil the context for any figure after it.
         if (names.Contains("sgemm")) figures = figures.Concat(Sgemm(device));
         if (names.Contains("elementwise")) figures = figures.Concat(Elementwise(device)).Append(Launch(device));
         if (names.Contains("ops")) figures = figures.Concat(OpCosts(device));
+        if (names.Contains("attention")) figures = figures.Concat(Attention(device));
         figures = figures.Concat(Model(device, mid, names.Contains("train"), names.Contains("generate")));
         return names.Contains("gemm_bf16") ? figures.Concat(GemmBf16(device)) : figures;
     }

@@ -150,9 +150,9 @@ public static partial class Op
     }
 
     /// <summary>
-    /// The GPU path (Compute/Kernels/AttentionKernels.cs): one thread per query row computes its
+    /// The GPU path (Compute/Kernels/AttentionKernels.cs): one warp per query row computes its
     /// scores, softmax and output and keeps P (B, Hq, T, S) for the backward; the backward is one
-    /// thread per query row (dq, and dS) and one per key element (dk, dv).
+    /// warp per query row (dq, and dS) and one thread per key element (dk, dv).
     /// </summary>
     private static Tensor AttentionOnDevice(Tensor q, Tensor k, Tensor v, bool[]? keyMask, int B, int T, int S, int Hq, int Hkv, int D,
         int offset, float scale)

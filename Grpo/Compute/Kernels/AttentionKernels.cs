@@ -1,17 +1,28 @@
 // The CUDA port of Ops/Attention.cs: causal, grouped-query, key-masked attention with a query offset.
 // q (B, T, Hq, D), k and v (B, S, Hkv, D), o (B, T, Hq, D); query head h reads kv head h / (Hq / Hkv);
 // query t sits at key position offset + t and attends keys s <= offset + t with keyMask[b*S + s] set.
-//   forward, one thread per query (b, t, h):
+//   forward, per query row (b, t, h):
 //     score_s = q . k_s / sqrt(D) (masked keys -inf);  P = softmax(score) over allowed keys, 0 elsewhere;
 //     o = sum_s P_s v_s;  P (B, Hq, T, S) is kept for the backward. No allowed key: o = 0, P = 0.
-//   backward, one thread per query:    dscore_s = (dO . v_s - dO . o) * P_s / sqrt(D)   (kept, like P)
+//   backward, per query row:           dscore_s = (dO . v_s - dO . o) * P_s / sqrt(D)   (kept, like P)
 //                                      dq += sum_s dscore_s k_s
 //   backward, one thread per (b, s, kv head, d):  dk += sum over the group's heads and t of dscore * q,
 //                                                 dv += sum over the group's heads and t of P * dO
-// This is the straightforward first version: no shared-memory tiles, no online softmax (so P and
-// dscore, B * Hq * T * S floats each, live in device memory), and every sum is a plain loop: each
-// output has one writer, so there are no atomics and the result is the same on every run.
-// A flash-attention-style tiled kernel (scores in shared memory, online softmax) is the next version.
+// Numbered versions, as in llm.c's dev/cuda; each sum has one writer (no atomics), so every run
+// gives the same result:
+//   v1 (AttentionKernel, AttentionQueryBackwardKernel): one thread per query row, looping over keys
+//      and over d with scalar loads. Measured on the H200: decode (B 64, T 1, S 128, Hq 4, D 64) about
+//      3 ms a call, 85% of a decode step (256 threads); training (B 64, T = S = 128) forward about 6 ms,
+//      query backward about 6 ms a layer. ForwardV1 / BackwardV1 (and Host.Run's v1) keep it runnable.
+//   v2 (AttentionWarpKernel, AttentionQueryBackwardWarpKernel; what Forward / Backward run): one warp
+//      per query row, groups of 4 warps. Lane l holds d = l, l + 32, ... (LaneRow: registers, D <= 256;
+//      a larger D falls back to v1). Per key: partial dots over the lane's d, an xor-shuffle sum, and
+//      an online softmax (running max and sum, the output accumulator rescaled when the max grows),
+//      o += p_s v_s over coalesced rows of v; then a second pass over s writes the normalised P. The
+//      query backward likewise: dP_s = dO . v_s by a warp sum, dq += dscore_s k_s on the lanes' d.
+//      Measured: to be filled from `grpo bench --figures attention`.
+//   The key/value backward (one thread per k element, about 1 ms a layer in training) is v1 for both.
+// Next: a tiled flash-attention kernel (keys in shared memory, several keys per step for overlap).
 // Launchers take device views (a device-resident step calls them without host round trips);
 // Host.* (upload, run, download) is for the tests and `grpo check`.
 // Tests: Grpo.Tests/Compute/AttentionKernelTests.cs, PtxCompileTests.cs; `grpo check`.
@@ -101,6 +112,133 @@ public static class AttentionKernels
         }
     }
 
+    /// <summary>Lanes of a warp (32 on NVIDIA, and on the test CPU accelerator) and warps a group of the v2 kernels.</summary>
+    public const int Lanes = 32, WarpsPerGroup = 4;
+
+    /// <summary>The largest head size v2 takes: a lane keeps its share of a row in LaneRow's 8 registers.</summary>
+    public const int MaxHeadDim = 8 * Lanes;
+
+    /// <summary>v2 forward: one warp per query row, lanes split d (lane, lane + 32, ...), online softmax.</summary>
+    public static void AttentionWarpKernel(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
+        ArrayView<float> output, ArrayView<float> probs, AttentionShape a)
+    {
+        int row = Grid.IdxX * WarpsPerGroup + Warp.WarpIdx, lane = Warp.LaneIdx;
+        if (row >= a.B * a.T * a.Hq) return;   // an idle warp of the last group: all its lanes leave together
+        int b = row / (a.T * a.Hq), t = row / a.Hq % a.T, h = row % a.Hq, kvHead = h / a.Group;
+        long qAt = (long)row * a.D, pAt = (((long)b * a.Hq + h) * a.T + t) * a.S;
+        int allowed = a.Allowed(t);
+        var query = LaneRow.Load(q, qAt, lane, a.D);
+        var acc = default(LaneRow);   // sum_s exp(score_s - max) v_s, rescaled whenever max grows
+        float max = float.NegativeInfinity, sum = 0f;
+        for (int s = 0; s < allowed; s++)
+        {
+            // Every lane holds the same score (an xor butterfly adds the same pairs in every lane), so
+            // max, sum and every branch are the same across the warp. The raw score goes into P by
+            // lane s % Lanes, the lane that rereads it in the second pass: no lane reads another's write.
+            if (a.HasMask != 0 && keyMask[b * a.S + s] == 0)
+            {
+                if (lane == s % Lanes) probs[pAt + s] = float.NegativeInfinity;
+                continue;
+            }
+            long kvAt = (((long)b * a.S + s) * a.Hkv + kvHead) * a.D;
+            float score = WarpSum(query.Dot(k, kvAt, lane, a.D)) * a.Scale;
+            if (lane == s % Lanes) probs[pAt + s] = score;
+            float newMax = XMath.Max(max, score);
+            float rescale = XMath.Exp(max - newMax);   // 0 at the first allowed key (max = -inf), 1 while max stays
+            float weight = XMath.Exp(score - newMax);
+            sum = sum * rescale + weight;
+            acc = acc.ScaleAdd(rescale, weight, v, kvAt, lane, a.D);
+            max = newMax;
+        }
+        bool none = max == float.NegativeInfinity;   // no allowed key: zeros, as v1 and the CPU
+        float inverse = none ? 0f : 1f / sum;
+        acc.Store(output, qAt, lane, a.D, inverse, add: false);
+        for (int s = lane; s < a.S; s += Lanes)
+            probs[pAt + s] = s < allowed && !none ? XMath.Exp(probs[pAt + s] - max) * inverse : 0f;
+    }
+
+    /// <summary>v2 query backward: one warp per query row, lanes split d; dScores written, dq added.</summary>
+    public static void AttentionQueryBackwardWarpKernel(ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
+        ArrayView<float> probs, ArrayView<float> dOutput, ArrayView<float> dScores, ArrayView<float> dq, AttentionShape a)
+    {
+        int row = Grid.IdxX * WarpsPerGroup + Warp.WarpIdx, lane = Warp.LaneIdx;
+        if (row >= a.B * a.T * a.Hq) return;
+        int b = row / (a.T * a.Hq), t = row / a.Hq % a.T, h = row % a.Hq, kvHead = h / a.Group;
+        long qAt = (long)row * a.D, pAt = (((long)b * a.Hq + h) * a.T + t) * a.S;
+        int allowed = a.Allowed(t);
+        var upstream = LaneRow.Load(dOutput, qAt, lane, a.D);
+        float dOutDotOut = WarpSum(upstream.Dot(output, qAt, lane, a.D));
+        var grad = default(LaneRow);   // sum_s dscore_s k_s
+        for (int s = 0; s < allowed; s++)
+        {
+            float p = probs[pAt + s];
+            if (p == 0f)   // a masked key (or an exp that underflowed): dscore is 0 and adds nothing to dq
+            {
+                if (lane == s % Lanes) dScores[pAt + s] = 0f;
+                continue;
+            }
+            long kvAt = (((long)b * a.S + s) * a.Hkv + kvHead) * a.D;
+            float dScore = (WarpSum(upstream.Dot(v, kvAt, lane, a.D)) - dOutDotOut) * p * a.Scale;
+            if (lane == s % Lanes) dScores[pAt + s] = dScore;
+            grad = grad.ScaleAdd(1f, dScore, k, kvAt, lane, a.D);
+        }
+        for (int s = XMath.Max(allowed, 0) + lane; s < a.S; s += Lanes) dScores[pAt + s] = 0f;
+        grad.Store(dq, qAt, lane, a.D, 1f, add: true);
+    }
+
+    /// <summary>
+    /// A lane's share of one head row x[at .. at + D): x[at + d] for d = lane + 32 c, c = 0 .. 7 (D <= 256),
+    /// zero past D. Named fields, not an array, so that it lives in registers: a LocalMemory array indexed
+    /// in a loop went to local memory in the PTX.
+    /// </summary>
+    private struct LaneRow
+    {
+        public float X0, X1, X2, X3, X4, X5, X6, X7;
+
+        public static LaneRow Load(ArrayView<float> x, long at, int lane, int D) => new()
+        {
+            X0 = Get(x, at, lane, D), X1 = Get(x, at, lane + 32, D), X2 = Get(x, at, lane + 64, D), X3 = Get(x, at, lane + 96, D),
+            X4 = Get(x, at, lane + 128, D), X5 = Get(x, at, lane + 160, D), X6 = Get(x, at, lane + 192, D), X7 = Get(x, at, lane + 224, D),
+        };
+
+        /// <summary>This lane's part of the dot product of the row with x[at .. at + D).</summary>
+        public readonly float Dot(ArrayView<float> x, long at, int lane, int D) =>
+            X0 * Get(x, at, lane, D) + X1 * Get(x, at, lane + 32, D) + X2 * Get(x, at, lane + 64, D) + X3 * Get(x, at, lane + 96, D) +
+            X4 * Get(x, at, lane + 128, D) + X5 * Get(x, at, lane + 160, D) + X6 * Get(x, at, lane + 192, D) + X7 * Get(x, at, lane + 224, D);
+
+        /// <summary>scale * row + weight * x[at .. at + D).</summary>
+        public readonly LaneRow ScaleAdd(float scale, float weight, ArrayView<float> x, long at, int lane, int D) => new()
+        {
+            X0 = scale * X0 + weight * Get(x, at, lane, D), X1 = scale * X1 + weight * Get(x, at, lane + 32, D),
+            X2 = scale * X2 + weight * Get(x, at, lane + 64, D), X3 = scale * X3 + weight * Get(x, at, lane + 96, D),
+            X4 = scale * X4 + weight * Get(x, at, lane + 128, D), X5 = scale * X5 + weight * Get(x, at, lane + 160, D),
+            X6 = scale * X6 + weight * Get(x, at, lane + 192, D), X7 = scale * X7 + weight * Get(x, at, lane + 224, D),
+        };
+
+        /// <summary>x[at .. at + D) = scale * row, or += when add.</summary>
+        public readonly void Store(ArrayView<float> x, long at, int lane, int D, float scale, bool add)
+        {
+            Put(x, at, lane, D, scale * X0, add); Put(x, at, lane + 32, D, scale * X1, add);
+            Put(x, at, lane + 64, D, scale * X2, add); Put(x, at, lane + 96, D, scale * X3, add);
+            Put(x, at, lane + 128, D, scale * X4, add); Put(x, at, lane + 160, D, scale * X5, add);
+            Put(x, at, lane + 192, D, scale * X6, add); Put(x, at, lane + 224, D, scale * X7, add);
+        }
+
+        private static float Get(ArrayView<float> x, long at, int d, int D) => d < D ? x[at + d] : 0f;
+
+        private static void Put(ArrayView<float> x, long at, int d, int D, float value, bool add)
+        {
+            if (d < D) x[at + d] = add ? x[at + d] + value : value;
+        }
+    }
+
+    /// <summary>The sum of value over the warp's lanes, in every lane.</summary>
+    private static float WarpSum(float value)
+    {
+        for (int laneMask = Lanes / 2; laneMask > 0; laneMask /= 2) value += Warp.ShuffleXor(value, laneMask);
+        return value;
+    }
+
     public static void AttentionKeyValueBackwardKernel(Index1D i, ArrayView<float> q, ArrayView<float> probs, ArrayView<float> dOutput,
         ArrayView<float> dScores, ArrayView<float> dk, ArrayView<float> dv, AttentionShape a)
     {
@@ -131,32 +269,71 @@ public static class AttentionKernels
         };
     }
 
-    /// <summary>output (B, T, Hq, D) and probs (B, Hq, T, S); keyMask (B*S) of 0/1, read only when a.HasMask.</summary>
+    /// <summary>output (B, T, Hq, D) and probs (B, Hq, T, S); keyMask (B*S) of 0/1, read only when a.HasMask. v2 (a warp per row).</summary>
     public static void Forward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
-        ArrayView<float> output, ArrayView<float> probs, AttentionShape a)
+        ArrayView<float> output, ArrayView<float> probs, AttentionShape a) =>
+        Forward(device, q, k, v, keyMask, output, probs, a, warpPerRow: true);
+
+    /// <summary>Forward by v1 (a thread per row), for the tests and `grpo bench`.</summary>
+    public static void ForwardV1(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
+        ArrayView<float> output, ArrayView<float> probs, AttentionShape a) =>
+        Forward(device, q, k, v, keyMask, output, probs, a, warpPerRow: false);
+
+    /// <summary>dq, dk, dv += the gradients; dScores (B, Hq, T, S) is scratch the caller provides. v2 for dq.</summary>
+    public static void Backward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
+        ArrayView<float> probs, ArrayView<float> dOutput, ArrayView<float> dScores, ArrayView<float> dq, ArrayView<float> dk,
+        ArrayView<float> dv, AttentionShape a) =>
+        Backward(device, q, k, v, output, probs, dOutput, dScores, dq, dk, dv, a, warpPerRow: true);
+
+    /// <summary>Backward by v1 (a thread per row for dq), for the tests and `grpo bench`.</summary>
+    public static void BackwardV1(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
+        ArrayView<float> probs, ArrayView<float> dOutput, ArrayView<float> dScores, ArrayView<float> dq, ArrayView<float> dk,
+        ArrayView<float> dv, AttentionShape a) =>
+        Backward(device, q, k, v, output, probs, dOutput, dScores, dq, dk, dv, a, warpPerRow: false);
+
+    private static void Forward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
+        ArrayView<float> output, ArrayView<float> probs, AttentionShape a, bool warpPerRow)
     {
         CheckViews(a, q, k, v, output, probs);
         if (a.HasMask != 0 && keyMask.Length != (long)a.B * a.S) throw new ArgumentException($"attention: keyMask has {keyMask.Length} entries, expected B * S = {a.B * a.S}");
         if (q.Length == 0) return;
-        device.Kernels.Get("attention", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionKernel))
-            (a.B * a.T * a.Hq, q, k, v, keyMask, output, probs, a);
+        int rows = a.B * a.T * a.Hq;
+        if (warpPerRow && a.D <= MaxHeadDim)   // a larger head (none of our models) takes v1
+            device.Kernels.Get("attention_warp", acc => WarpKernel(acc, acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionWarpKernel)))
+                (WarpPerRow(rows), q, k, v, keyMask, output, probs, a);
+        else
+            device.Kernels.Get("attention", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionKernel))
+                (rows, q, k, v, keyMask, output, probs, a);
     }
 
-    /// <summary>dq, dk, dv += the gradients; dScores (B, Hq, T, S) is scratch the caller provides.</summary>
-    public static void Backward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
+    private static void Backward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
         ArrayView<float> probs, ArrayView<float> dOutput, ArrayView<float> dScores, ArrayView<float> dq, ArrayView<float> dk,
-        ArrayView<float> dv, AttentionShape a)
+        ArrayView<float> dv, AttentionShape a, bool warpPerRow)
     {
         CheckViews(a, q, k, v, output, probs);
         if (dOutput.Length != q.Length || dq.Length != q.Length || dk.Length != k.Length || dv.Length != v.Length || dScores.Length != probs.Length)
             throw new ArgumentException("attention backward: a gradient view's size differs from its tensor's");
         if (q.Length == 0) return;
-        device.Kernels.Get("attention_query_backward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionQueryBackwardKernel))
-            (a.B * a.T * a.Hq, k, v, output, probs, dOutput, dScores, dq, a);
+        int rows = a.B * a.T * a.Hq;
+        if (warpPerRow && a.D <= MaxHeadDim)   // a larger head (none of our models) takes v1
+            device.Kernels.Get("attention_query_backward_warp", acc => WarpKernel(acc, acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionQueryBackwardWarpKernel)))
+                (WarpPerRow(rows), k, v, output, probs, dOutput, dScores, dq, a);
+        else
+            device.Kernels.Get("attention_query_backward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionQueryBackwardKernel))
+                (rows, k, v, output, probs, dOutput, dScores, dq, a);
         if (k.Length == 0) return;
         device.Kernels.Get("attention_key_value_backward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionKeyValueBackwardKernel))
             ((int)k.Length, q, probs, dOutput, dScores, dk, dv, a);
     }
+
+    /// <summary>Groups of WarpsPerGroup warps, one warp per row; the last group's spare warps return at once.</summary>
+    private static KernelConfig WarpPerRow(int rows) =>
+        new(new Index1D((rows + WarpsPerGroup - 1) / WarpsPerGroup), new Index1D(WarpsPerGroup * Lanes));
+
+    /// <summary>The kernel, once the accelerator is known to have the warp the v2 kernels are written for.</summary>
+    private static TKernel WarpKernel<TKernel>(Accelerator accelerator, TKernel kernel) =>
+        accelerator.WarpSize == Lanes ? kernel
+            : throw new NotSupportedException($"attention v2 needs a warp of {Lanes} lanes; {accelerator.Name} has {accelerator.WarpSize}");
 
     private static void CheckViews(AttentionShape a, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output, ArrayView<float> probs)
     {
@@ -166,11 +343,11 @@ public static class AttentionKernels
         if (pSize > int.MaxValue) throw new ArgumentException($"attention: P of {pSize} floats is past one launch's 2^31");
     }
 
-    /// <summary>Host round trips (tests, `grpo check`): o, and dq, dk, dv (from zero) for dOutput.</summary>
+    /// <summary>Host round trips (tests, `grpo check`): o, and dq, dk, dv (from zero) for dOutput; by v2, or v1.</summary>
     public static class Host
     {
         public static (float[] Output, float[] Dq, float[] Dk, float[] Dv) Run(Device device, float[] q, float[] k, float[] v, bool[]? keyMask,
-            AttentionShape a, float[] dOutput)
+            AttentionShape a, float[] dOutput, bool v1 = false)
         {
             int[] mask = keyMask == null ? [1] : Array.ConvertAll(keyMask, m => m ? 1 : 0);
             long pSize = (long)a.B * a.Hq * a.T * a.S;
@@ -185,9 +362,9 @@ public static class AttentionKernels
             using var dq = device.Zeros<float>(q.Length);
             using var dk = device.Zeros<float>(k.Length);
             using var dv = device.Zeros<float>(v.Length);
-            Forward(device, deviceQ.View, deviceK.View, deviceV.View, deviceMask.View, output.View, probs.View, a);
+            Forward(device, deviceQ.View, deviceK.View, deviceV.View, deviceMask.View, output.View, probs.View, a, warpPerRow: !v1);
             Backward(device, deviceQ.View, deviceK.View, deviceV.View, output.View, probs.View, deviceDOutput.View, dScores.View,
-                dq.View, dk.View, dv.View, a);
+                dq.View, dk.View, dv.View, a, warpPerRow: !v1);
             return (Device.DownloadArray<float>(output.View), Device.DownloadArray<float>(dq.View),
                 Device.DownloadArray<float>(dk.View), Device.DownloadArray<float>(dv.View));
         }
