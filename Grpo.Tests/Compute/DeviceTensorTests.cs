@@ -123,13 +123,17 @@ public class DeviceTensorTests(CpuAcceleratorFixture fixture)
         }
     }
 
-    [Fact]
-    public void CachedGenerationMatchesTheCpu()
+    [Theory]
+    [InlineData(0f, 0, 0f)]      // greedy: argmax on the device
+    [InlineData(1f, 0, 0f)]      // temperature: the device draws with the host's coins
+    [InlineData(0.7f, 0, 0.05f)] // temperature and min-p
+    [InlineData(1f, 5, 0f)]      // top-k: no kernel, the logits come to the host
+    public void CachedGenerationMatchesTheCpu(float temperature, int topK, float minP)
     {
         var cpu = new Transformer(Config, seed: 5);
         var gpu = cpu.To(device);
         int[][] prompts = [[1, 2, 3, 4], [5, 6]];
-        var options = new GenerationOptions(6, SamplerOptions.Greedy, EosToken: 3);
+        var options = new GenerationOptions(6, new SamplerOptions(temperature, topK, MinP: minP), EosToken: 3);
         var expected = Generator.Generate(cpu, prompts, 2, options, new Rng(1));
         var actual = Generator.Generate(gpu, prompts, 2, options, new Rng(1));
         for (int r = 0; r < expected.Length; r++)

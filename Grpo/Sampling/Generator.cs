@@ -24,11 +24,13 @@
 //   drawn (the behaviour distribution), not the recorded log-prob. (With temperature != 1 the
 //   samples come from a different distribution than the one whose log-probs are recorded, as in TRL
 //   and verl when they re-score without temperature; DeepSeekMath samples the policy itself.)
-// Device: the model may live on a GPU; then the forward passes and the cache run there and each
-//   step's logits (R, V) come back to the host, where the sampler draws (the Rng stays on the host, so
-//   a seed gives the same draws on every device, up to the logits' rounding).
+// Device: the model may live on a GPU; then the forward passes and the cache run there, and so does
+//   the draw (SampleOnDevice: the sampler's kernels, with the coins drawn from the host's Rng in the
+//   host loop's order, so a seed gives the same tokens on every device up to the logits' rounding);
+//   top-k and top-p, which the kernels lack, bring each step's logits (R, V) to the host instead.
 // Tests: Grpo.Tests/Sampling/GeneratorTests.cs, Grpo.Tests/Compute/DeviceTensorTests.cs.
 using Grpo.Compute;
+using Grpo.Compute.Kernels;
 using Grpo.Model;
 
 namespace Grpo.Sampling;
@@ -81,18 +83,33 @@ public static class Generator
             }
         }
         var promptCache = new KvCache(config, promptCount, promptWidth + maxNew, model.Device);
-        float[] prefill;
-        using (DeviceArray.Scope())   // on a GPU, the forward's intermediate tensors go back to the pool here
-            prefill = HostValues(model.Forward(blockTokens, promptCount, promptWidth, promptCache, blockMask, blockPositions)); // (P, Tmax, V)
+
+        // Each row's next-token logits (R, V) live on the host, where the sampler's loop draws (the
+        // reference); with the model on a GPU and a filter the sampler kernels have (greedy,
+        // temperature, min-p), they stay on the device and only the drawn tokens and their log-probs
+        // come back each step (SampleOnDevice), not R x V logits.
+        bool sampleOnDevice = !model.Device.IsCpu && options.Sampler.TopK == 0 && options.Sampler.TopP >= 1f;
+        float[] logits = [];
+        Tensor? deviceLogits = null;
 
         // Row r starts as a copy of its prompt's row: the cache, and the logits of the last prompt column.
         var promptOfRow = Enumerable.Range(0, rows).Select(row => row / samplesPerPrompt).ToArray();
+        var lastColumn = promptOfRow.Select(p => p * promptWidth + promptWidth - 1).ToArray();
+        using (DeviceArray.Scope())   // on a GPU, the forward's intermediate tensors go back to the pool here
+        {
+            var prefill = model.Forward(blockTokens, promptCount, promptWidth, promptCache, blockMask, blockPositions); // (P, Tmax, V)
+            if (sampleOnDevice) deviceLogits = KeepRows(prefill, lastColumn, vocab);
+            else
+            {
+                var prefillValues = HostValues(prefill);
+                logits = new float[rows * vocab];
+                for (int row = 0; row < rows; row++)
+                    prefillValues.AsSpan(lastColumn[row] * vocab, vocab).CopyTo(logits.AsSpan(row * vocab));
+            }
+        }
         var cache = promptCache.Gather(promptOfRow);
         promptCache.Release();
         var promptLengths = promptOfRow.Select(p => prompts[p].Length).ToArray();
-        var logits = new float[rows * vocab];   // (R, V): each row's next-token logits
-        for (int row = 0; row < rows; row++)
-            prefill.AsSpan((promptOfRow[row] * promptWidth + promptWidth - 1) * vocab, vocab).CopyTo(logits.AsSpan(row * vocab));
 
         // Decode: one token per live row per step. Completions live in flat (R, maxNew) arrays.
         // Cache row (slot) s decodes output row slotRows[s]; slots stay in row order, so the rng
@@ -110,15 +127,25 @@ public static class Generator
         for (int step = 0; step < maxNew; step++)
         {
             int live = 0;
+            var (drawn, drawnLogProbs) = sampleOnDevice
+                ? SampleOnDevice(deviceLogits!, slotRows.Select(row => finish[row] is null).ToArray(), options.Sampler, rng)
+                : (null, null);
             for (int slot = 0; slot < slotRows.Length; slot++)
             {
                 int row = slotRows[slot];
                 if (finish[row] is not null) { stepMask[slot] = false; continue; }
-                var rowLogits = logits.AsSpan(slot * vocab, vocab);
-                int token = Sampler.Sample(rowLogits, options.Sampler, rng, probabilities, order);
+                int token;
+                float logProb;
+                if (drawn != null) (token, logProb) = (drawn[slot], drawnLogProbs![slot]);
+                else
+                {
+                    var rowLogits = logits.AsSpan(slot * vocab, vocab);
+                    token = Sampler.Sample(rowLogits, options.Sampler, rng, probabilities, order);
+                    logProb = Sampler.LogProbability(rowLogits, token);
+                }
                 int at = row * maxNew + lengths[row]++;
                 completions[at] = token;
-                logProbs[at] = Sampler.LogProbability(rowLogits, token);
+                logProbs[at] = logProb;
                 finish[row] = FinishOf(completions.AsSpan(row * maxNew, lengths[row]), options);
                 stepTokens[slot] = token;
                 stepMask[slot] = true;
@@ -138,9 +165,18 @@ public static class Generator
                 stepMask = Enumerable.Repeat(true, live).ToArray();
             }
             using (DeviceArray.Scope())
-                logits = HostValues(model.Forward(stepTokens, slotRows.Length, 1, cache, stepMask, stepPositions)); // (R', 1, V)
+            {
+                var next = model.Forward(stepTokens, slotRows.Length, 1, cache, stepMask, stepPositions); // (R', 1, V)
+                if (sampleOnDevice)
+                {
+                    deviceLogits!.Release();
+                    deviceLogits = KeepRows(next, Enumerable.Range(0, slotRows.Length).ToArray(), vocab);
+                }
+                else logits = HostValues(next);
+            }
         }
         cache.Release();
+        deviceLogits?.Release();
 
         var results = new GenerationResult[rows];
         for (int row = 0; row < rows; row++)
@@ -148,6 +184,42 @@ public static class Generator
                 completions.AsSpan(row * maxNew, lengths[row]).ToArray(), logProbs.AsSpan(row * maxNew, lengths[row]).ToArray(),
                 finish[row]!.Value);
         return results;
+    }
+
+    /// <summary>
+    /// One token for each slot whose row is live, drawn on the device from its logits (n, V) as Sampler.Sample
+    /// draws on the host: the argmax, or the inverse CDF of the temperature softmax (after min-p) at a coin
+    /// from rng, one coin per live slot in slot order (the draws the host loop makes, in its order); and
+    /// its temperature-1 log-prob. Only the n tokens and n log-probs come back.
+    /// </summary>
+    private static (int[] Tokens, float[] LogProbs) SampleOnDevice(Tensor logits, bool[] live, SamplerOptions sampler, Rng rng)
+    {
+        var device = logits.Device;
+        int n = live.Length, vocab = logits.Dim(-1);
+        using var tokens = device.Pool.Rent<int>(n);
+        if (sampler.IsGreedy) SamplerKernels.ArgMax(device, logits.View, tokens.View, n, vocab);
+        else
+        {
+            var coins = new float[n];
+            for (int slot = 0; slot < n; slot++)
+                if (live[slot]) coins[slot] = rng.NextFloat();
+            using var deviceCoins = device.UploadToPool<float>(coins);
+            using var probabilities = device.Pool.Rent<float>((long)n * vocab);
+            SamplerKernels.Probabilities(device, logits.View, probabilities.View, n, vocab, sampler.Temperature, sampler.MinP);
+            SamplerKernels.Draw(device, probabilities.View, deviceCoins.View, tokens.View, n, vocab);
+        }
+        using var logSumExps = device.Pool.Rent<float>(n);
+        using var tokenLogProbs = device.Pool.Rent<float>(n);
+        TokenLogProbKernels.Forward(device, logits.View, tokens.View, logSumExps.View, tokenLogProbs.View, n, vocab);
+        return (Device.DownloadArray<int>(tokens.View), Device.DownloadArray<float>(tokenLogProbs.View));
+    }
+
+    /// <summary>Rows of a GPU tensor of logits (.., V), copied into a tensor (rows, V) that outlives the step's scope.</summary>
+    private static Tensor KeepRows(Tensor source, int[] rows, int vocab)
+    {
+        var kept = Tensor.Empty(source.Device, [rows.Length, vocab], persistent: true);
+        EmbeddingKernels.Forward(source.Device, source.View, source.Device.Indices(rows), kept.View, vocab);   // a row gather
+        return kept;
     }
 
     /// <summary>The logits on the host, where the sampler reads them (a GPU model's are copied back, and their memory released).</summary>
