@@ -87,6 +87,8 @@ public class DeviceTensorTests(CpuAcceleratorFixture fixture)
             AssertClose(cpuLogits.Data, gpuLogits.ToArray(), 1e-5f);
             Assert.Equal(cpuLoss.Item(), gpuLoss.Item(), 1e-5f);
 
+            AssertClose(Op.RowEntropy(cpuLogits).Data, Op.RowEntropy(gpuLogits).Data, 1e-5f);
+
             Autograd.Backward(cpuLoss);
             Autograd.Backward(gpuLoss);
             for (int p = 0; p < cpu.Parameters.Count; p++)

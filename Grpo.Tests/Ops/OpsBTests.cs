@@ -11,6 +11,17 @@ namespace Grpo.Tests;
 
 public class OpsBTests
 {
+    [Fact]
+    public void RowEntropyByHand()
+    {
+        // [0, 0]: p = [1/2, 1/2], H = ln 2. [0, ln 3]: p = [1/4, 3/4], H = ln 4 - (3/4) ln 3.
+        var h = Op.RowEntropy(new Tensor([0f, 0, 0, MathF.Log(3)], 2, 2)).Data;
+        Assert.Equal(Math.Log(2), h[0], 6);
+        Assert.Equal(Math.Log(4) - 0.75 * Math.Log(3), h[1], 6);
+        // A masked row is skipped (left 0).
+        Assert.Equal([0f, h[1]], Op.RowEntropy(new Tensor([0f, 0, 0, MathF.Log(3)], 2, 2), [0f, 1]).Data);
+    }
+
     [Property(MaxTest = 20)]
     public void SoftmaxAndLogSoftmaxGradients(int seed)
     {

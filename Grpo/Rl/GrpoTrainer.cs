@@ -278,22 +278,14 @@ public sealed class GrpoTrainer
     /// <summary>Mean over completion tokens of the policy's entropy -sum_v p_v log p_v (a health signal: RL lowers it).</summary>
     private static double MeanEntropy(Tensor logits, float[] mask)
     {
-        int vocab = logits.Dim(-1);
-        var values = logits.IsOnDevice ? logits.ToArray() : logits.Data;
+        var entropy = Op.RowEntropy(logits, mask);   // one value per position; on a GPU only these come back
+        var values = entropy.Data;
         double total = 0;
         int count = 0;
-        var row = new double[vocab];
         for (int k = 0; k < mask.Length; k++)
         {
             if (mask[k] == 0) continue;
-            var span = values.AsSpan(k * vocab, vocab);
-            double max = double.NegativeInfinity;
-            foreach (var x in span) max = Math.Max(max, x);
-            double sum = 0;
-            for (int v = 0; v < vocab; v++) { row[v] = Math.Exp(span[v] - max); sum += row[v]; }
-            double h = 0;
-            for (int v = 0; v < vocab; v++) { double p = row[v] / sum; if (p > 0) h -= p * Math.Log(p); }
-            total += h;
+            total += values[k];
             count++;
         }
         return count == 0 ? 0 : total / count;
