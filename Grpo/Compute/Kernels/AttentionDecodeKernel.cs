@@ -10,8 +10,8 @@
 //      allowed key (max -inf) gets o = 0 and P = 0, as v1, v2 and Ops/Attention.cs.
 //   3. per block of 32 keys: lane j turns its raw score into P[s] = exp(score - max) / sum (0 for
 //      allowed <= s < S), and the warp adds o[d] += P_s v_s[d] with lanes over d (d = lane, lane + 32,
-//      ..., coalesced rows of v), P_s taken by Warp.Shuffle from lane j; four keys a step, so four rows
-//      of v are loaded before they are needed.
+//      ..., coalesced rows of v), P_s taken by Warp.Shuffle from lane j; eight keys a step, their loads
+//      free of branches (LaneRow.AddEight), so eight rows of v are in flight at once.
 // Tests: Grpo.Tests/Compute/AttentionKernelTests.cs (against the reference, v2 and v1), PtxCompileTests.cs.
 using ILGPU;
 using ILGPU.Algorithms;
@@ -56,12 +56,21 @@ public static partial class AttentionKernels
             float p = s < keys ? XMath.Exp(probs[pAt + s] - max) * inverse : 0f;
             if (s < a.S) probs[pAt + s] = p;
             int last = XMath.Min(block + Lanes, keys) - 1;   // the block's last key to add; its row stands in for keys past it (weight 0)
-            for (int j = 0; block + j <= last; j += 4)
+            for (int j = 0; block + j <= last; j += 8)
             {
-                float p0 = Warp.Shuffle(p, j), p1 = Warp.Shuffle(p, j + 1), p2 = Warp.Shuffle(p, j + 2), p3 = Warp.Shuffle(p, j + 3);
-                acc = acc.AddFour(v, lane, a.D,
-                    p0, KeyValueAt(a, b, block + j, kvHead), p1, KeyValueAt(a, b, XMath.Min(block + j + 1, last), kvHead),
-                    p2, KeyValueAt(a, b, XMath.Min(block + j + 2, last), kvHead), p3, KeyValueAt(a, b, XMath.Min(block + j + 3, last), kvHead));
+                var first = new WeightedRows
+                {
+                    W0 = Warp.Shuffle(p, j), W1 = Warp.Shuffle(p, j + 1), W2 = Warp.Shuffle(p, j + 2), W3 = Warp.Shuffle(p, j + 3),
+                    At0 = KeyValueAt(a, b, block + j, kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 1, last), kvHead),
+                    At2 = KeyValueAt(a, b, XMath.Min(block + j + 2, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 3, last), kvHead),
+                };
+                var second = new WeightedRows
+                {
+                    W0 = Warp.Shuffle(p, j + 4), W1 = Warp.Shuffle(p, j + 5), W2 = Warp.Shuffle(p, j + 6), W3 = Warp.Shuffle(p, j + 7),
+                    At0 = KeyValueAt(a, b, XMath.Min(block + j + 4, last), kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 5, last), kvHead),
+                    At2 = KeyValueAt(a, b, XMath.Min(block + j + 6, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 7, last), kvHead),
+                };
+                acc = acc.AddEight(v, lane, a.D, first, second);
             }
         }
         acc.Store(output, qAt, lane, a.D, 1f, add: false);
@@ -93,22 +102,38 @@ public static partial class AttentionKernels
         return value;
     }
 
+    /// <summary>Four keys' weights and where their rows start; Sum is w . x[at + d] over the four.</summary>
+    private struct WeightedRows
+    {
+        public float W0, W1, W2, W3;
+        public long At0, At1, At2, At3;
+
+        public readonly float Sum(ArrayView<float> x, int d) => W0 * x[At0 + d] + W1 * x[At1 + d] + W2 * x[At2 + d] + W3 * x[At3 + d];
+    }
+
     private partial struct LaneRow
     {
-        /// <summary>row + w0 x[at0 ..] + w1 x[at1 ..] + w2 x[at2 ..] + w3 x[at3 ..], each over the lane's d.</summary>
-        public readonly LaneRow AddFour(ArrayView<float> x, int lane, int D, float w0, long at0, float w1, long at1, float w2, long at2, float w3, long at3) => new()
+        /// <summary>
+        /// row + the eight weighted rows of x over the lane's d. A d past D reads x's element D - 1 instead
+        /// (in bounds, and its sum lands in a register Store never writes), so the loads carry no branch
+        /// and a head of up to 64 issues all 16 of them together; only D > 64 branches, once, for the rest.
+        /// </summary>
+        public readonly LaneRow AddEight(ArrayView<float> x, int lane, int D, WeightedRows first, WeightedRows second)
         {
-            X0 = X0 + Four(x, lane, D, w0, at0, w1, at1, w2, at2, w3, at3),
-            X1 = X1 + Four(x, lane + 32, D, w0, at0, w1, at1, w2, at2, w3, at3),
-            X2 = X2 + Four(x, lane + 64, D, w0, at0, w1, at1, w2, at2, w3, at3),
-            X3 = X3 + Four(x, lane + 96, D, w0, at0, w1, at1, w2, at2, w3, at3),
-            X4 = X4 + Four(x, lane + 128, D, w0, at0, w1, at1, w2, at2, w3, at3),
-            X5 = X5 + Four(x, lane + 160, D, w0, at0, w1, at1, w2, at2, w3, at3),
-            X6 = X6 + Four(x, lane + 192, D, w0, at0, w1, at1, w2, at2, w3, at3),
-            X7 = X7 + Four(x, lane + 224, D, w0, at0, w1, at1, w2, at2, w3, at3),
-        };
-
-        private static float Four(ArrayView<float> x, int d, int D, float w0, long at0, float w1, long at1, float w2, long at2, float w3, long at3) =>
-            d < D ? w0 * x[at0 + d] + w1 * x[at1 + d] + w2 * x[at2 + d] + w3 * x[at3 + d] : 0f;
+            var row = this;
+            int last = D - 1;
+            row.X0 += first.Sum(x, XMath.Min(lane, last)) + second.Sum(x, XMath.Min(lane, last));
+            row.X1 += first.Sum(x, XMath.Min(lane + 32, last)) + second.Sum(x, XMath.Min(lane + 32, last));
+            if (D > 64)
+            {
+                row.X2 += first.Sum(x, XMath.Min(lane + 64, last)) + second.Sum(x, XMath.Min(lane + 64, last));
+                row.X3 += first.Sum(x, XMath.Min(lane + 96, last)) + second.Sum(x, XMath.Min(lane + 96, last));
+                row.X4 += first.Sum(x, XMath.Min(lane + 128, last)) + second.Sum(x, XMath.Min(lane + 128, last));
+                row.X5 += first.Sum(x, XMath.Min(lane + 160, last)) + second.Sum(x, XMath.Min(lane + 160, last));
+                row.X6 += first.Sum(x, XMath.Min(lane + 192, last)) + second.Sum(x, XMath.Min(lane + 192, last));
+                row.X7 += first.Sum(x, XMath.Min(lane + 224, last)) + second.Sum(x, XMath.Min(lane + 224, last));
+            }
+            return row;
+        }
     }
 }
