@@ -157,7 +157,7 @@ internal static class CheckOpCases
         var decodeQ = new Tensor(LastQuery(q.Data), B, 1, Hq, D);
         var decodeDOutput = LastQuery(dOutput);
         var decodeShape = AttentionKernels.Shape(B, 1, T, Hq, Hkv, D, -1, hasMask: true);
-        foreach (var c in Outputs("attention", $"q ({B}, 1, {Hq}, {D}) kv ({B}, {T}, {Hkv}, {D}) decode pad",
+        foreach (var c in Outputs("attention", $"q ({B}, 1, {Hq}, {D}) kv {Hkv} S {T} decode",
             () =>
             {
                 var qp = Tensor.Parameter((float[])decodeQ.Data.Clone(), decodeQ.Shape);
