@@ -1,10 +1,12 @@
 // The attention kernels against Ops/Attention.cs (forward, and dq, dk, dv through Autograd), on
 // ILGPU's CPU accelerator at tiny shapes: plain causal, grouped-query with a key mask (including a
 // query with no allowed key, which must give zeros), and a query offset as in KV-cache decoding.
-// v2 (a warp per query row, the launchers' default) and v1 (a thread per row) are each checked
-// against the reference and against each other, P included, at head sizes that leave lanes idle
-// (D = 8, 40, 72) or fill all eight of a lane's registers (D = 256), and at row counts that leave
-// warps of the last group idle.
+// v2 (a warp per query row, the launchers' default for T > 1) and v1 (a thread per row) are each
+// checked against the reference and against each other, P included, at head sizes that leave lanes
+// idle (D = 8, 40, 72) or fill all eight of a lane's registers (D = 256), and at row counts that leave
+// warps of the last group idle. v3 (T = 1, keys across lanes; Forward's choice when decoding) likewise
+// against the reference and v2, with key counts around the 32 lanes, left padding, rows with no
+// allowed key and grouped-query heads; and Forward is checked to pick v3 for T = 1 and v2 otherwise.
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
 using Grpo.Ops;
@@ -71,12 +73,12 @@ public class AttentionKernelTests(CpuAcceleratorFixture fixture)
         Autograd.Backward(output, dOutput);
 
         var shape = AttentionKernels.Shape(B, T, S, Hq, Hkv, D, offset, masked);
-        var v2 = AttentionKernels.Host.Run(device, q.Data, k.Data, v.Data, keyMask, shape, dOutput);
-        var v1 = AttentionKernels.Host.Run(device, q.Data, k.Data, v.Data, keyMask, shape, dOutput, v1: true);
+        var v2 = AttentionKernels.Host.Run(device, q.Data, k.Data, v.Data, keyMask, shape, dOutput, forwardVersion: 2);
+        var v1 = AttentionKernels.Host.Run(device, q.Data, k.Data, v.Data, keyMask, shape, dOutput, forwardVersion: 1);
         foreach (var (expected, actual) in new[] { (output.Data, v2.Output), (q.Grad!, v2.Dq), (k.Grad!, v2.Dk), (v.Grad!, v2.Dv),
                                                    (v1.Output, v2.Output), (v1.Dq, v2.Dq), (v1.Dk, v2.Dk), (v1.Dv, v2.Dv) })
             AssertClose(expected, actual, 1e-5f);
-        AssertClose(Probabilities(q.Data, k.Data, v.Data, keyMask, shape, v1: true), Probabilities(q.Data, k.Data, v.Data, keyMask, shape, v1: false), 1e-5f);
+        AssertClose(Forward(q.Data, k.Data, v.Data, keyMask, shape, version: 1).Probs, Forward(q.Data, k.Data, v.Data, keyMask, shape, version: 2).Probs, 1e-5f);
     }
 
     [Fact]
@@ -89,22 +91,87 @@ public class AttentionKernelTests(CpuAcceleratorFixture fixture)
         var rng = new Random(7);
         var q = GradCheck.Random(rng, 1f, 1, 2, 1, 4).Data;
         var kv = GradCheck.Random(rng, 1f, 1, 3, 1, 4).Data;
-        var probs = Probabilities(q, kv, kv, [false, false, true], a, v1: false);
+        var (_, probs) = Forward(q, kv, kv, [false, false, true], a, version: 2);
         Assert.Equal(new float[6], probs);
     }
 
-    /// <summary>P (B, Hq, T, S) from one forward, by v1 or v2, into a buffer that starts as NaN.</summary>
-    private float[] Probabilities(float[] q, float[] k, float[] v, bool[]? keyMask, AttentionShape a, bool v1)
+    [Theory]
+    [InlineData(2, 40, 4, 2, 8, 39, 3)]     // decoding, 40 keys (a second block of 8), grouped-query, left padding 3 and 6: 8 rows
+    [InlineData(1, 70, 2, 2, 40, 69, -1)]   // 70 keys (three blocks, the last of 6), no mask, D = 40; 2 rows, 2 warps idle
+    [InlineData(3, 7, 1, 1, 72, 6, 3)]      // 7 keys (< 32 lanes), D = 72; padding 3, 6 (one key left) and 9 (no key: zeros)
+    [InlineData(2, 40, 4, 2, 64, 20, 2)]    // offset 20: keys 21..39 are not allowed yet (P zeros there)
+    [InlineData(1, 33, 4, 4, 256, 32, 1)]   // D = 256, 33 keys: the second block holds one key
+    [InlineData(5, 64, 1, 1, 8, 63, 13)]    // two full blocks; 5 rows (3 warps of the second group idle); row 4 padded 65: no key
+    [InlineData(2, 1, 4, 2, 8, 0, -1)]      // a single key: P = 1, o = its value
+    public void V3MatchesReferenceAndV2(int B, int S, int Hq, int Hkv, int D, int offset, int padding)
+    {
+        // Batch b's first padding * (b + 1) keys are padding (left-padded prompts); padding -1: no mask.
+        const int T = 1;
+        var rng = new Random(B * 1000 + S * 10 + Hq + D);
+        var q = Tensor.Parameter(GradCheck.Random(rng, 1f, B, T, Hq, D).Data, B, T, Hq, D);
+        var k = Tensor.Parameter(GradCheck.Random(rng, 1f, B, S, Hkv, D).Data, B, S, Hkv, D);
+        var v = Tensor.Parameter(GradCheck.Random(rng, 1f, B, S, Hkv, D).Data, B, S, Hkv, D);
+        bool[]? keyMask = padding < 0 ? null : Enumerable.Range(0, B * S).Select(i => i % S >= padding * (i / S + 1)).ToArray();
+        var dOutput = GradCheck.Random(rng, 1f, B, T, Hq, D).Data;
+        var output = Op.Attention(q, k, v, keyMask, offset);
+        Autograd.Backward(output, dOutput);
+
+        var shape = AttentionKernels.Shape(B, T, S, Hq, Hkv, D, offset, keyMask != null);
+        Assert.Equal(3, AttentionKernels.ForwardVersion(shape));
+        var v3 = AttentionKernels.Host.Run(device, q.Data, k.Data, v.Data, keyMask, shape, dOutput, forwardVersion: 3);
+        var v2 = AttentionKernels.Host.Run(device, q.Data, k.Data, v.Data, keyMask, shape, dOutput, forwardVersion: 2);
+        // the backward (v2) reads v3's P: its gradients match only if P does
+        foreach (var (expected, actual) in new[] { (output.Data, v3.Output), (q.Grad!, v3.Dq), (k.Grad!, v3.Dk), (v.Grad!, v3.Dv),
+                                                   (v2.Output, v3.Output), (v2.Dq, v3.Dq), (v2.Dk, v3.Dk), (v2.Dv, v3.Dv) })
+            AssertClose(expected, actual, 1e-5f);
+        var (forwardOutput, probs) = Forward(q.Data, k.Data, v.Data, keyMask, shape, version: 0);   // v3, P starting as NaN
+        Assert.Equal(v3.Output, forwardOutput);
+        AssertClose(Forward(q.Data, k.Data, v.Data, keyMask, shape, version: 2).Probs, probs, 1e-5f);
+        AssertClose(Forward(q.Data, k.Data, v.Data, keyMask, shape, version: 1).Probs, probs, 1e-5f);
+        if (padding >= 0)   // a row whose allowed keys are all padding: zeros out, and zeros in P
+            for (int b = 0; b < B; b++)
+                if (padding * (b + 1) > offset)
+                {
+                    Assert.All(forwardOutput.AsSpan(b * Hq * D, Hq * D).ToArray(), x => Assert.Equal(0f, x));
+                    Assert.All(probs.AsSpan(b * Hq * S, Hq * S).ToArray(), p => Assert.Equal(0f, p));
+                }
+    }
+
+    [Fact]
+    public void ForwardPicksV3ForOneQueryAndV2Otherwise()
+    {
+        // ForwardVersion says which; the launcher's output is bit for bit that version's (their sums run in different orders).
+        Assert.Equal(3, AttentionKernels.ForwardVersion(AttentionKernels.Shape(2, 1, 9, 2, 1, 16, -1, hasMask: false)));
+        Assert.Equal(2, AttentionKernels.ForwardVersion(AttentionKernels.Shape(2, 3, 9, 2, 1, 16, -1, hasMask: false)));
+        Assert.Equal(1, AttentionKernels.ForwardVersion(AttentionKernels.Shape(2, 1, 9, 2, 1, AttentionKernels.MaxHeadDim + 1, -1, hasMask: false)));
+        foreach (var (T, version) in new[] { (1, 3), (3, 2) })
+        {
+            var a = AttentionKernels.Shape(2, T, 9, 2, 1, 16, -1, hasMask: false);
+            var rng = new Random(T);
+            var q = GradCheck.Random(rng, 1f, 2, T, 2, 16).Data;
+            var k = GradCheck.Random(rng, 1f, 2, 9, 1, 16).Data;
+            var v = GradCheck.Random(rng, 1f, 2, 9, 1, 16).Data;
+            var chosen = AttentionKernels.Host.Run(device, q, k, v, null, a, new float[q.Length], forwardVersion: version);
+            Assert.Equal(chosen.Output, Forward(q, k, v, null, a, version: 0).Output);
+        }
+    }
+
+    /// <summary>
+    /// o and P (B, Hq, T, S) from one forward into buffers that start as NaN: by Forward (version 0, its
+    /// choice), ForwardV1 or ForwardV2.
+    /// </summary>
+    private (float[] Output, float[] Probs) Forward(float[] q, float[] k, float[] v, bool[]? keyMask, AttentionShape a, int version)
     {
         int[] mask = keyMask == null ? [1] : Array.ConvertAll(keyMask, m => m ? 1 : 0);
         using var deviceQ = device.UploadToPool<float>(q);
         using var deviceK = device.UploadToPool<float>(k);
         using var deviceV = device.UploadToPool<float>(v);
         using var deviceMask = device.UploadToPool<int>(mask);
-        using var output = device.Zeros<float>(q.Length);
+        using var output = device.UploadToPool<float>(Enumerable.Repeat(float.NaN, q.Length).ToArray());
         using var probs = device.UploadToPool<float>(Enumerable.Repeat(float.NaN, a.B * a.Hq * a.T * a.S).ToArray());
-        if (v1) AttentionKernels.ForwardV1(device, deviceQ.View, deviceK.View, deviceV.View, deviceMask.View, output.View, probs.View, a);
+        if (version == 1) AttentionKernels.ForwardV1(device, deviceQ.View, deviceK.View, deviceV.View, deviceMask.View, output.View, probs.View, a);
+        else if (version == 2) AttentionKernels.ForwardV2(device, deviceQ.View, deviceK.View, deviceV.View, deviceMask.View, output.View, probs.View, a);
         else AttentionKernels.Forward(device, deviceQ.View, deviceK.View, deviceV.View, deviceMask.View, output.View, probs.View, a);
-        return Device.DownloadArray<float>(probs.View);
+        return (Device.DownloadArray<float>(output.View), Device.DownloadArray<float>(probs.View));
     }
 }

@@ -150,6 +150,29 @@ internal static class CheckOpCases
                 return [output, dq, dk, dv];
             },
             ("forward", 1e-4), ("backward dq", 1e-4), ("backward dk", 1e-4), ("backward dv", 1e-4))) yield return c;
+
+        // A decode step (T = 1, what Forward runs by v3): each row's last query over all T keys as a cache.
+        int rowFloats = Hq * D;
+        float[] LastQuery(float[] x) => Enumerable.Range(0, B).SelectMany(b => x.AsSpan((b * T + T - 1) * rowFloats, rowFloats).ToArray()).ToArray();
+        var decodeQ = new Tensor(LastQuery(q.Data), B, 1, Hq, D);
+        var decodeDOutput = LastQuery(dOutput);
+        var decodeShape = AttentionKernels.Shape(B, 1, T, Hq, Hkv, D, -1, hasMask: true);
+        foreach (var c in Outputs("attention", $"q ({B}, 1, {Hq}, {D}) kv {Hkv} S {T} decode",
+            () =>
+            {
+                var qp = Tensor.Parameter((float[])decodeQ.Data.Clone(), decodeQ.Shape);
+                var kp = Tensor.Parameter((float[])k.Data.Clone(), k.Shape);
+                var vp = Tensor.Parameter((float[])v.Data.Clone(), v.Shape);
+                var output = Op.Attention(qp, kp, vp, keyMask, T - 1);
+                Autograd.Backward(output, decodeDOutput);
+                return [output.Data, qp.Grad!, kp.Grad!, vp.Grad!];
+            },
+            d =>
+            {
+                var (output, dq, dk, dv) = AttentionKernels.Host.Run(d, decodeQ.Data, k.Data, v.Data, keyMask, decodeShape, decodeDOutput);
+                return [output, dq, dk, dv];
+            },
+            ("forward", 1e-4), ("backward dq", 1e-4), ("backward dk", 1e-4), ("backward dv", 1e-4))) yield return c;
     }
 
     /// <summary>One case per output: the reference and the device each run once (on first use) for all of them.</summary>

@@ -13,10 +13,11 @@
 //                                                           vs device copy_bw, 4.24 TB/s
 //   column_sum   sum_axis (a bias gradient: 8192 rows x 2048 summed down columns, 1 float a element)
 //                and rms_norm_weight_grad (x and dy, 2), bytes read / time   vs the same copy_bw
-//   attention    AttentionKernels.Forward and Backward (the dq kernel, then the shared key/value one), v2
+//   attention    AttentionKernels forward and backward (the dq kernel, then the shared key/value one), v2
 //                (a warp per query row) and v1 (a thread per row), at the decode shape (B 64, T 1, S 128,
 //                offset 127) and the training shape (B 64, T = S = 128), Hq = Hkv = 4, D 64, a key mask
-//                that allows every key; the least bytes each must move / time
+//                that allows every key; at the decode shape also v3 (keys across lanes, what Forward runs
+//                for T = 1; its backward is v2's); the least bytes each must move / time
 //                                                           vs the same copy_bw
 //   train_step_fp32, generate   the model at the anchor's shapes (--shape small|mid)
 //                                                           vs its train_step_fp32 and generate_hf
@@ -112,9 +113,10 @@ public static class GpuBench
     }
 
     /// <summary>
-    /// Attention forward and backward, v2 and v1, at a decode step's shape and a training step's. Bytes are
-    /// the least each call must move: forward reads q, k, v and writes o and P; backward reads q, k, v, o, P
-    /// and dO, writes dScores, and reads and writes dq, dk and dv.
+    /// Attention forward and backward, v2 and v1, at a decode step's shape and a training step's, and v3 at
+    /// the decode shape (its backward is v2's, timed again). Bytes are the least each call must move: forward
+    /// reads q, k, v and writes o and P; backward reads q, k, v, o, P and dO, writes dScores, and reads and
+    /// writes dq, dk and dv.
     /// </summary>
     public static IEnumerable<Dictionary<string, object>> Attention(Device device, int reps = 20)
     {
@@ -138,22 +140,23 @@ public static class GpuBench
             using var dv = device.Zeros<float>(kvSize);
             long forwardBytes = sizeof(float) * (2 * qSize + 2 * kvSize + pSize);
             long backwardBytes = sizeof(float) * (5 * qSize + 6 * kvSize + 2 * pSize);
-            foreach (bool v1 in new[] { false, true })
+            foreach (string version in T == 1 ? new[] { "v3", "v2", "v1" } : new[] { "v2", "v1" })
             {
                 void Forward()
                 {
-                    if (v1) AttentionKernels.ForwardV1(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
+                    if (version == "v1") AttentionKernels.ForwardV1(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
+                    else if (version == "v2") AttentionKernels.ForwardV2(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
                     else AttentionKernels.Forward(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
                 }
                 void Backward()
                 {
-                    if (v1) AttentionKernels.BackwardV1(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
+                    if (version == "v1") AttentionKernels.BackwardV1(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
                     else AttentionKernels.Backward(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
                 }
                 double forward = Time(device, reps, Forward), backward = Time(device, reps, Backward);
                 yield return new()
                 {
-                    ["fig"] = "attention", ["shape"] = name, ["version"] = v1 ? "v1" : "v2",
+                    ["fig"] = "attention", ["shape"] = name, ["version"] = version,
                     ["forward_us"] = Math.Round(forward * 1e6, 1), ["backward_us"] = Math.Round(backward * 1e6, 1),
                     ["forward_gbps"] = Math.Round(forwardBytes / forward / 1e9, 1), ["backward_gbps"] = Math.Round(backwardBytes / backward / 1e9, 1),
                 };

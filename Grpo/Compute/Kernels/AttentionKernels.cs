@@ -11,17 +11,23 @@
 // Numbered versions, as in llm.c's dev/cuda; each sum has one writer (no atomics), so every run
 // gives the same result:
 //   v1 (AttentionKernel, AttentionQueryBackwardKernel): one thread per query row, looping over keys
-//      and over d with scalar loads. Measured on the H200: decode (B 64, T 1, S 128, Hq 4, D 64) about
-//      3 ms a call, 85% of a decode step (256 threads); training (B 64, T = S = 128) forward about 6 ms,
-//      query backward about 6 ms a layer. ForwardV1 / BackwardV1 (and Host.Run's v1) keep it runnable.
-//   v2 (AttentionWarpKernel, AttentionQueryBackwardWarpKernel; what Forward / Backward run): one warp
-//      per query row, groups of 4 warps. Lane l holds d = l, l + 32, ... (LaneRow: registers, D <= 256;
+//      and over d with scalar loads. Measured on the H200 (`grpo bench --figures attention`, Hq = Hkv = 4,
+//      D 64): decode (B 64, T 1, S 128, offset 127) forward 4681 us, backward 4747 us; training (B 64,
+//      T = S = 128) forward 5643 us, backward 6127 us. ForwardV1 / BackwardV1 (Host.Run's
+//      forwardVersion 1) keep it runnable.
+//   v2 (AttentionWarpKernel, AttentionQueryBackwardWarpKernel; Forward for T > 1, Backward always): one
+//      warp per query row, groups of 4 warps. Lane l holds d = l, l + 32, ... (LaneRow: registers, D <= 256;
 //      a larger D falls back to v1). Per key: partial dots over the lane's d, an xor-shuffle sum, and
 //      an online softmax (running max and sum, the output accumulator rescaled when the max grows),
 //      o += p_s v_s over coalesced rows of v; then a second pass over s writes the normalised P. The
 //      query backward likewise: dP_s = dO . v_s by a warp sum, dq += dscore_s k_s on the lanes' d.
+//      Measured on the H200: decode forward 148 us, backward 190 us; training forward 1185 us, backward
+//      1746 us. At decode it is latency-bound: 256 warps, each a serial chain of 128 keys. ForwardV2 keeps it.
+//   v3 (AttentionDecodeKernel in AttentionDecodeKernel.cs; Forward for T == 1): one warp per row, the keys
+//      spread over the lanes (lane j scores keys j, j + 32, ... with whole dots), one warp max and one
+//      warp sum a row, then o += P_s v_s with lanes over d and P_s shuffled from the lane that holds it.
 //      Measured: to be filled from `grpo bench --figures attention`.
-//   The key/value backward (one thread per k element, about 1 ms a layer in training) is v1 for both.
+//   The key/value backward (one thread per k element, about 1 ms a layer in training) is v1 for all.
 // Next: a tiled flash-attention kernel (keys in shared memory, several keys per step for overlap).
 // Launchers take device views (a device-resident step calls them without host round trips);
 // Host.* (upload, run, download) is for the tests and `grpo check`.
@@ -42,7 +48,7 @@ public struct AttentionShape
     public readonly int Allowed(int t) => XMath.Min(Offset + t + 1, S);
 }
 
-public static class AttentionKernels
+public static partial class AttentionKernels
 {
     public static void AttentionKernel(Index1D i, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
         ArrayView<float> output, ArrayView<float> probs, AttentionShape a)
@@ -191,7 +197,7 @@ public static class AttentionKernels
     /// zero past D. Named fields, not an array, so that it lives in registers: a LocalMemory array indexed
     /// in a loop went to local memory in the PTX.
     /// </summary>
-    private struct LaneRow
+    private partial struct LaneRow
     {
         public float X0, X1, X2, X3, X4, X5, X6, X7;
 
@@ -269,15 +275,26 @@ public static class AttentionKernels
         };
     }
 
-    /// <summary>output (B, T, Hq, D) and probs (B, Hq, T, S); keyMask (B*S) of 0/1, read only when a.HasMask. v2 (a warp per row).</summary>
+    /// <summary>
+    /// output (B, T, Hq, D) and probs (B, Hq, T, S); keyMask (B*S) of 0/1, read only when a.HasMask.
+    /// v3 (keys across a warp's lanes) when T == 1, else v2 (a warp per row); see ForwardVersion.
+    /// </summary>
     public static void Forward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
         ArrayView<float> output, ArrayView<float> probs, AttentionShape a) =>
-        Forward(device, q, k, v, keyMask, output, probs, a, warpPerRow: true);
+        Forward(device, q, k, v, keyMask, output, probs, a, ForwardVersion(a));
 
     /// <summary>Forward by v1 (a thread per row), for the tests and `grpo bench`.</summary>
     public static void ForwardV1(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
         ArrayView<float> output, ArrayView<float> probs, AttentionShape a) =>
-        Forward(device, q, k, v, keyMask, output, probs, a, warpPerRow: false);
+        Forward(device, q, k, v, keyMask, output, probs, a, 1);
+
+    /// <summary>Forward by v2 (a warp per row, keys in turn) whatever T, for the tests and `grpo bench`; v1 past MaxHeadDim.</summary>
+    public static void ForwardV2(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
+        ArrayView<float> output, ArrayView<float> probs, AttentionShape a) =>
+        Forward(device, q, k, v, keyMask, output, probs, a, a.D <= MaxHeadDim ? 2 : 1);
+
+    /// <summary>The version Forward runs: 3 for one query a row (decoding), 2 otherwise, 1 for a head past MaxHeadDim (none of our models).</summary>
+    public static int ForwardVersion(AttentionShape a) => a.D > MaxHeadDim ? 1 : a.T == 1 ? 3 : 2;
 
     /// <summary>dq, dk, dv += the gradients; dScores (B, Hq, T, S) is scratch the caller provides. v2 for dq.</summary>
     public static void Backward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
@@ -292,13 +309,18 @@ public static class AttentionKernels
         Backward(device, q, k, v, output, probs, dOutput, dScores, dq, dk, dv, a, warpPerRow: false);
 
     private static void Forward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
-        ArrayView<float> output, ArrayView<float> probs, AttentionShape a, bool warpPerRow)
+        ArrayView<float> output, ArrayView<float> probs, AttentionShape a, int version)
     {
         CheckViews(a, q, k, v, output, probs);
         if (a.HasMask != 0 && keyMask.Length != (long)a.B * a.S) throw new ArgumentException($"attention: keyMask has {keyMask.Length} entries, expected B * S = {a.B * a.S}");
+        if (version == 3 && (a.T != 1 || a.D > MaxHeadDim)) throw new ArgumentException($"attention v3 takes T = 1 and D <= {MaxHeadDim}, not T = {a.T}, D = {a.D}");
+        if (version == 2 && a.D > MaxHeadDim) throw new ArgumentException($"attention v2 takes D <= {MaxHeadDim}, not {a.D}");
         if (q.Length == 0) return;
         int rows = a.B * a.T * a.Hq;
-        if (warpPerRow && a.D <= MaxHeadDim)   // a larger head (none of our models) takes v1
+        if (version == 3)
+            device.Kernels.Get("attention_decode", acc => WarpKernel(acc, acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionDecodeKernel)))
+                (WarpPerRow(rows), q, k, v, keyMask, output, probs, a);
+        else if (version == 2)
             device.Kernels.Get("attention_warp", acc => WarpKernel(acc, acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionWarpKernel)))
                 (WarpPerRow(rows), q, k, v, keyMask, output, probs, a);
         else
@@ -330,10 +352,10 @@ public static class AttentionKernels
     private static KernelConfig WarpPerRow(int rows) =>
         new(new Index1D((rows + WarpsPerGroup - 1) / WarpsPerGroup), new Index1D(WarpsPerGroup * Lanes));
 
-    /// <summary>The kernel, once the accelerator is known to have the warp the v2 kernels are written for.</summary>
+    /// <summary>The kernel, once the accelerator is known to have the warp the v2 and v3 kernels are written for.</summary>
     private static TKernel WarpKernel<TKernel>(Accelerator accelerator, TKernel kernel) =>
         accelerator.WarpSize == Lanes ? kernel
-            : throw new NotSupportedException($"attention v2 needs a warp of {Lanes} lanes; {accelerator.Name} has {accelerator.WarpSize}");
+            : throw new NotSupportedException($"attention v2 and v3 need a warp of {Lanes} lanes; {accelerator.Name} has {accelerator.WarpSize}");
 
     private static void CheckViews(AttentionShape a, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output, ArrayView<float> probs)
     {
@@ -343,11 +365,14 @@ public static class AttentionKernels
         if (pSize > int.MaxValue) throw new ArgumentException($"attention: P of {pSize} floats is past one launch's 2^31");
     }
 
-    /// <summary>Host round trips (tests, `grpo check`): o, and dq, dk, dv (from zero) for dOutput; by v2, or v1.</summary>
+    /// <summary>
+    /// Host round trips (tests, `grpo check`): o, and dq, dk, dv (from zero) for dOutput. forwardVersion 0 is
+    /// Forward's choice, 1, 2 or 3 forces one; the backward is v1 with forward v1, else v2.
+    /// </summary>
     public static class Host
     {
         public static (float[] Output, float[] Dq, float[] Dk, float[] Dv) Run(Device device, float[] q, float[] k, float[] v, bool[]? keyMask,
-            AttentionShape a, float[] dOutput, bool v1 = false)
+            AttentionShape a, float[] dOutput, int forwardVersion = 0)
         {
             int[] mask = keyMask == null ? [1] : Array.ConvertAll(keyMask, m => m ? 1 : 0);
             long pSize = (long)a.B * a.Hq * a.T * a.S;
@@ -362,9 +387,10 @@ public static class AttentionKernels
             using var dq = device.Zeros<float>(q.Length);
             using var dk = device.Zeros<float>(k.Length);
             using var dv = device.Zeros<float>(v.Length);
-            Forward(device, deviceQ.View, deviceK.View, deviceV.View, deviceMask.View, output.View, probs.View, a, warpPerRow: !v1);
+            Forward(device, deviceQ.View, deviceK.View, deviceV.View, deviceMask.View, output.View, probs.View, a,
+                forwardVersion == 0 ? ForwardVersion(a) : forwardVersion);
             Backward(device, deviceQ.View, deviceK.View, deviceV.View, output.View, probs.View, deviceDOutput.View, dScores.View,
-                dq.View, dk.View, dv.View, a, warpPerRow: !v1);
+                dq.View, dk.View, dv.View, a, warpPerRow: forwardVersion != 1);
             return (Device.DownloadArray<float>(output.View), Device.DownloadArray<float>(dq.View),
                 Device.DownloadArray<float>(dk.View), Device.DownloadArray<float>(dv.View));
         }
