@@ -45,7 +45,7 @@ public class PtxCompileTests
             "EmbeddingKernel", "EmbeddingBackwardKernel",
             "SiluKernel", "SiluBackwardKernel", "SwiGluKernel", "SwiGluBackwardKernel", "RopeKernel",
             "AttentionKernel", "AttentionQueryBackwardKernel", "AttentionKeyValueBackwardKernel",
-            "AttentionWarpKernel", "AttentionQueryBackwardWarpKernel", "AttentionDecodeKernel",
+            "AttentionWarpKernel", "AttentionQueryBackwardWarpKernel", "AttentionDecodeKernel", "AttentionQueryBackwardLanesKernel",
             "AdamWKernel", "ArgMaxKernel", "TemperatureSoftmaxKernel", "MinPKernel", "DrawKernel",
             "PolicyLossTokenKernel", "PolicyLossSumKernel", "PolicyLossBackwardKernel",
             "TensorCoreGemmKernel", "TensorCoreGemmV1Kernel", "ToBf16Kernel",

@@ -120,9 +120,11 @@ public static class GpuBench
     /// </summary>
     public static IEnumerable<Dictionary<string, object>> Attention(Device device, int reps = 20)
     {
-        var shapes = new (string Name, int T, int Offset)[] { ("decode", 1, 127), ("train", 128, 0) };
-        const int B = 64, S = 128, heads = 4, D = 64;
-        foreach (var (name, T, offset) in shapes)
+        // decode and train: the small model's shapes; long: the mid model's heads at T = S = 512, batch 8.
+        var shapes = new (string Name, int B, int T, int S, int Heads, int Offset)[]
+            { ("decode", 64, 1, 128, 4, 127), ("train", 64, 128, 128, 4, 0), ("long", 8, 512, 512, 12, 0) };
+        const int D = 64;
+        foreach (var (name, B, T, S, heads, offset) in shapes)
         {
             var a = AttentionKernels.Shape(B, T, S, heads, heads, D, offset, hasMask: true);
             long qSize = (long)B * T * heads * D, kvSize = (long)B * S * heads * D, pSize = (long)B * heads * T * S;
@@ -140,7 +142,7 @@ public static class GpuBench
             using var dv = device.Zeros<float>(kvSize);
             long forwardBytes = sizeof(float) * (2 * qSize + 2 * kvSize + pSize);
             long backwardBytes = sizeof(float) * (5 * qSize + 6 * kvSize + 2 * pSize);
-            foreach (string version in T == 1 ? new[] { "v3", "v2", "v1" } : new[] { "v2", "v1" })
+            foreach (string version in name == "long" ? new[] { "v3", "v2" } : new[] { "v3", "v2", "v1" })
             {
                 void Forward()
                 {
@@ -151,6 +153,7 @@ public static class GpuBench
                 void Backward()
                 {
                     if (version == "v1") AttentionKernels.BackwardV1(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
+                    else if (version == "v2") AttentionKernels.BackwardV2(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
                     else AttentionKernels.Backward(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
                 }
                 double forward = Time(device, reps, Forward), backward = Time(device, reps, Backward);

@@ -1,7 +1,8 @@
-// Attention v3, the forward for one new query per row (T == 1: a decode step with a KV cache). v2 walks
-// the keys one after another, a warp-wide dot sum and an exp on every step; here the keys are spread over
-// the lanes instead, so a row costs a handful of dependent steps however many keys it has. One warp per
-// row (b, h), groups of WarpsPerGroup warps, as v2; the equations are AttentionKernels.cs's:
+// Attention v3, the forward with the keys spread over a warp's lanes. v2 walks the keys one after
+// another, a warp-wide dot sum and an exp on every step; here the lanes take different keys, so a row
+// costs a handful of dependent steps however many keys it has. Written first for decoding (T == 1, a
+// step with a KV cache), then used for every T: a query row is (b, t, h), with its own causal limit.
+// One warp per row, groups of WarpsPerGroup warps, as v2; the equations are AttentionKernels.cs's:
 //   1. scores: lane j takes keys s = j, j + 32, ... < allowed and does the whole dot q . k_s over d
 //      (q read from global: every lane reads the same q[d], one broadcast); a masked key scores -inf.
 //      The raw score goes into P[s], which only lane j reads back.
@@ -21,15 +22,15 @@ namespace Grpo.Compute.Kernels;
 
 public static partial class AttentionKernels
 {
-    /// <summary>v3 forward, T == 1 only: one warp per row (b, h), lanes split the keys for the scores and d for o.</summary>
+    /// <summary>v3 forward: one warp per query row (b, t, h), lanes split the keys for the scores and d for o.</summary>
     public static void AttentionDecodeKernel(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
         ArrayView<float> output, ArrayView<float> probs, AttentionShape a)
     {
         int row = Grid.IdxX * WarpsPerGroup + Warp.WarpIdx, lane = Warp.LaneIdx;
-        if (row >= a.B * a.Hq) return;   // an idle warp of the last group: all its lanes leave together
-        int b = row / a.Hq, h = row % a.Hq, kvHead = h / a.Group;
-        long qAt = (long)row * a.D, pAt = (long)row * a.S;   // T == 1: o's row and P's row are both row
-        int allowed = a.Allowed(0);
+        if (row >= a.B * a.T * a.Hq) return;   // an idle warp of the last group: all its lanes leave together
+        int b = row / (a.T * a.Hq), t = row / a.Hq % a.T, h = row % a.Hq, kvHead = h / a.Group;
+        long qAt = (long)row * a.D, pAt = (((long)b * a.Hq + h) * a.T + t) * a.S;   // q and o (B, T, Hq, D); P (B, Hq, T, S)
+        int allowed = a.Allowed(t);
 
         float laneMax = float.NegativeInfinity;
         for (int s = lane; s < allowed; s += Lanes)
@@ -74,6 +75,55 @@ public static partial class AttentionKernels
             }
         }
         acc.Store(output, qAt, lane, a.D, 1f, add: false);
+    }
+
+    /// <summary>
+    /// v3 query backward, the keys across the lanes as in the forward: one warp per query row (b, t, h).
+    /// dO . o by a warp sum once; lane j then takes keys s = j, j + 32, ... < allowed and forms
+    /// dscore_s = (dO . v_s - dO . o) P_s Scale with a whole dot of its own (0 where P_s is 0: a masked
+    /// key adds nothing), written to dScores (zeros past the allowed keys, as v1 and v2); and the warp
+    /// adds dq[d] += sum_s dscore_s k_s[d] with lanes over d, dscore_s shuffled from lane j, eight keys a step.
+    /// </summary>
+    public static void AttentionQueryBackwardLanesKernel(ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
+        ArrayView<float> probs, ArrayView<float> dOutput, ArrayView<float> dScores, ArrayView<float> dq, AttentionShape a)
+    {
+        int row = Grid.IdxX * WarpsPerGroup + Warp.WarpIdx, lane = Warp.LaneIdx;
+        if (row >= a.B * a.T * a.Hq) return;   // an idle warp of the last group: all its lanes leave together
+        int b = row / (a.T * a.Hq), t = row / a.Hq % a.T, h = row % a.Hq, kvHead = h / a.Group;
+        long qAt = (long)row * a.D, pAt = (((long)b * a.Hq + h) * a.T + t) * a.S;
+        int allowed = a.Allowed(t), keys = XMath.Max(allowed, 0);
+        float dOutDotOut = WarpSum(LaneRow.Load(dOutput, qAt, lane, a.D).Dot(output, qAt, lane, a.D));
+
+        var grad = default(LaneRow);   // sum_s dscore_s k_s, lane's share of d
+        for (int block = 0; block < a.S; block += Lanes)
+        {
+            int s = block + lane;
+            float dScore = 0f;
+            if (s < keys)
+            {
+                float p = probs[pAt + s];
+                if (p != 0f) dScore = (Dot(dOutput, qAt, v, KeyValueAt(a, b, s, kvHead), a.D) - dOutDotOut) * p * a.Scale;
+            }
+            if (s < a.S) dScores[pAt + s] = dScore;
+            int last = XMath.Min(block + Lanes, keys) - 1;   // the same in every lane: every lane takes every shuffle
+            for (int j = 0; block + j <= last; j += 8)
+            {
+                var first = new WeightedRows
+                {
+                    W0 = Warp.Shuffle(dScore, j), W1 = Warp.Shuffle(dScore, j + 1), W2 = Warp.Shuffle(dScore, j + 2), W3 = Warp.Shuffle(dScore, j + 3),
+                    At0 = KeyValueAt(a, b, block + j, kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 1, last), kvHead),
+                    At2 = KeyValueAt(a, b, XMath.Min(block + j + 2, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 3, last), kvHead),
+                };
+                var second = new WeightedRows
+                {
+                    W0 = Warp.Shuffle(dScore, j + 4), W1 = Warp.Shuffle(dScore, j + 5), W2 = Warp.Shuffle(dScore, j + 6), W3 = Warp.Shuffle(dScore, j + 7),
+                    At0 = KeyValueAt(a, b, XMath.Min(block + j + 4, last), kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 5, last), kvHead),
+                    At2 = KeyValueAt(a, b, XMath.Min(block + j + 6, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 7, last), kvHead),
+                };
+                grad = grad.AddEight(k, lane, a.D, first, second);
+            }
+        }
+        grad.Store(dq, qAt, lane, a.D, 1f, add: true);
     }
 
     /// <summary>Where row s of head kvHead of batch b starts in k or v (B, S, Hkv, D).</summary>

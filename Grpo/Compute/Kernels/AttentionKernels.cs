@@ -15,7 +15,7 @@
 //      D 64): decode (B 64, T 1, S 128, offset 127) forward 4681 us, backward 4747 us; training (B 64,
 //      T = S = 128) forward 5643 us, backward 6127 us. ForwardV1 / BackwardV1 (Host.Run's
 //      forwardVersion 1) keep it runnable.
-//   v2 (AttentionWarpKernel, AttentionQueryBackwardWarpKernel; Forward for T > 1, Backward always): one
+//   v2 (AttentionWarpKernel, AttentionQueryBackwardWarpKernel; the Backward's dq kernel): one
 //      warp per query row, groups of 4 warps. Lane l holds d = l, l + 32, ... (LaneRow: registers, D <= 256;
 //      a larger D falls back to v1). Per key: partial dots over the lane's d, an xor-shuffle sum, and
 //      an online softmax (running max and sum, the output accumulator rescaled when the max grows),
@@ -23,10 +23,13 @@
 //      query backward likewise: dP_s = dO . v_s by a warp sum, dq += dscore_s k_s on the lanes' d.
 //      Measured on the H200: decode forward 148 us, backward 190 us; training forward 1185 us, backward
 //      1746 us. At decode it is latency-bound: 256 warps, each a serial chain of 128 keys. ForwardV2 keeps it.
-//   v3 (AttentionDecodeKernel in AttentionDecodeKernel.cs; Forward for T == 1): one warp per row, the keys
+//   v3 (AttentionDecodeKernel in AttentionDecodeKernel.cs; the Forward, every T): one warp per row, the keys
 //      spread over the lanes (lane j scores keys j, j + 32, ... with whole dots), one warp max and one
 //      warp sum a row, then o += P_s v_s with lanes over d and P_s shuffled from the lane that holds it.
-//      Measured: to be filled from `grpo bench --figures attention`.
+//      Measured on the H200: decode forward 32.9 us (v2 145, v1 4682, same run). Written for decoding,
+//      then generalised to any T (a row is (b, t, h) with its own causal limit), and given a query
+//      backward of the same shape (AttentionQueryBackwardLanesKernel: dscore_s by lane j's own dot,
+//      dq += dscore_s k_s with lanes over d). BackwardV2 keeps v2's.
 //   The key/value backward (one thread per k element, about 1 ms a layer in training) is v1 for all.
 // Next: a tiled flash-attention kernel (keys in shared memory, several keys per step for overlap).
 // Launchers take device views (a device-resident step calls them without host round trips);
@@ -277,7 +280,7 @@ public static partial class AttentionKernels
 
     /// <summary>
     /// output (B, T, Hq, D) and probs (B, Hq, T, S); keyMask (B*S) of 0/1, read only when a.HasMask.
-    /// v3 (keys across a warp's lanes) when T == 1, else v2 (a warp per row); see ForwardVersion.
+    /// v3 (keys across a warp's lanes); see ForwardVersion.
     /// </summary>
     public static void Forward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,
         ArrayView<float> output, ArrayView<float> probs, AttentionShape a) =>
@@ -293,14 +296,20 @@ public static partial class AttentionKernels
         ArrayView<float> output, ArrayView<float> probs, AttentionShape a) =>
         Forward(device, q, k, v, keyMask, output, probs, a, a.D <= MaxHeadDim ? 2 : 1);
 
-    /// <summary>The version Forward runs: 3 for one query a row (decoding), 2 otherwise, 1 for a head past MaxHeadDim (none of our models).</summary>
-    public static int ForwardVersion(AttentionShape a) => a.D > MaxHeadDim ? 1 : a.T == 1 ? 3 : 2;
+    /// <summary>The version Forward runs: 3, or 1 for a head past MaxHeadDim (none of our models).</summary>
+    public static int ForwardVersion(AttentionShape a) => a.D > MaxHeadDim ? 1 : 3;
 
-    /// <summary>dq, dk, dv += the gradients; dScores (B, Hq, T, S) is scratch the caller provides. v2 for dq.</summary>
+    /// <summary>dq, dk, dv += the gradients; dScores (B, Hq, T, S) is scratch the caller provides. v3 for dq.</summary>
     public static void Backward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
         ArrayView<float> probs, ArrayView<float> dOutput, ArrayView<float> dScores, ArrayView<float> dq, ArrayView<float> dk,
         ArrayView<float> dv, AttentionShape a) =>
         Backward(device, q, k, v, output, probs, dOutput, dScores, dq, dk, dv, a, warpPerRow: true);
+
+    /// <summary>Backward with v2's dq kernel (a warp per row, keys in turn), for the tests and `grpo bench`.</summary>
+    public static void BackwardV2(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
+        ArrayView<float> probs, ArrayView<float> dOutput, ArrayView<float> dScores, ArrayView<float> dq, ArrayView<float> dk,
+        ArrayView<float> dv, AttentionShape a) =>
+        Backward(device, q, k, v, output, probs, dOutput, dScores, dq, dk, dv, a, warpPerRow: true, lanesOverKeys: false);
 
     /// <summary>Backward by v1 (a thread per row for dq), for the tests and `grpo bench`.</summary>
     public static void BackwardV1(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
@@ -313,7 +322,7 @@ public static partial class AttentionKernels
     {
         CheckViews(a, q, k, v, output, probs);
         if (a.HasMask != 0 && keyMask.Length != (long)a.B * a.S) throw new ArgumentException($"attention: keyMask has {keyMask.Length} entries, expected B * S = {a.B * a.S}");
-        if (version == 3 && (a.T != 1 || a.D > MaxHeadDim)) throw new ArgumentException($"attention v3 takes T = 1 and D <= {MaxHeadDim}, not T = {a.T}, D = {a.D}");
+        if (version == 3 && a.D > MaxHeadDim) throw new ArgumentException($"attention v3 takes D <= {MaxHeadDim}, not {a.D}");
         if (version == 2 && a.D > MaxHeadDim) throw new ArgumentException($"attention v2 takes D <= {MaxHeadDim}, not {a.D}");
         if (q.Length == 0) return;
         int rows = a.B * a.T * a.Hq;
@@ -330,14 +339,17 @@ public static partial class AttentionKernels
 
     private static void Backward(Device device, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
         ArrayView<float> probs, ArrayView<float> dOutput, ArrayView<float> dScores, ArrayView<float> dq, ArrayView<float> dk,
-        ArrayView<float> dv, AttentionShape a, bool warpPerRow)
+        ArrayView<float> dv, AttentionShape a, bool warpPerRow, bool lanesOverKeys = true)
     {
         CheckViews(a, q, k, v, output, probs);
         if (dOutput.Length != q.Length || dq.Length != q.Length || dk.Length != k.Length || dv.Length != v.Length || dScores.Length != probs.Length)
             throw new ArgumentException("attention backward: a gradient view's size differs from its tensor's");
         if (q.Length == 0) return;
         int rows = a.B * a.T * a.Hq;
-        if (warpPerRow && a.D <= MaxHeadDim)   // a larger head (none of our models) takes v1
+        if (warpPerRow && a.D <= MaxHeadDim && lanesOverKeys)   // a larger head (none of our models) takes v1
+            device.Kernels.Get("attention_query_backward_lanes", acc => WarpKernel(acc, acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionQueryBackwardLanesKernel)))
+                (WarpPerRow(rows), k, v, output, probs, dOutput, dScores, dq, a);
+        else if (warpPerRow && a.D <= MaxHeadDim)
             device.Kernels.Get("attention_query_backward_warp", acc => WarpKernel(acc, acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(AttentionQueryBackwardWarpKernel)))
                 (WarpPerRow(rows), k, v, output, probs, dOutput, dScores, dq, a);
         else
@@ -367,7 +379,7 @@ public static partial class AttentionKernels
 
     /// <summary>
     /// Host round trips (tests, `grpo check`): o, and dq, dk, dv (from zero) for dOutput. forwardVersion 0 is
-    /// Forward's choice, 1, 2 or 3 forces one; the backward is v1 with forward v1, else v2.
+    /// Forward's choice, 1, 2 or 3 forces one; the backward's dq kernel is the same version (v3 for 0).
     /// </summary>
     public static class Host
     {
@@ -390,7 +402,7 @@ public static partial class AttentionKernels
             Forward(device, deviceQ.View, deviceK.View, deviceV.View, deviceMask.View, output.View, probs.View, a,
                 forwardVersion == 0 ? ForwardVersion(a) : forwardVersion);
             Backward(device, deviceQ.View, deviceK.View, deviceV.View, output.View, probs.View, deviceDOutput.View, dScores.View,
-                dq.View, dk.View, dv.View, a, warpPerRow: forwardVersion != 1);
+                dq.View, dk.View, dv.View, a, warpPerRow: forwardVersion != 1, lanesOverKeys: forwardVersion != 2);
             return (Device.DownloadArray<float>(output.View), Device.DownloadArray<float>(dq.View),
                 Device.DownloadArray<float>(dk.View), Device.DownloadArray<float>(dv.View));
         }
