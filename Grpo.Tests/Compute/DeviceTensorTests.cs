@@ -145,6 +145,36 @@ public class DeviceTensorTests(CpuAcceleratorFixture fixture)
         }
     }
 
+    [Fact]
+    public void ACheckpointOfADeviceModelRoundTripsThroughTheDisk()
+    {
+        // Train a step on the device, checkpoint it (weights, AdamW's moments, step, RNG), load it into a
+        // fresh device model and optimizer: every tensor comes back bit for bit, and the CPU can read it too.
+        var gpu = new Transformer(Config, seed: 8).To(device);
+        var optimizer = new AdamW(gpu.Parameters, 1e-2);
+        new SftTrainer(gpu, optimizer, LrSchedule.Constant(1e-2f, 0), padToken: 0).Step([[1, 2, 3]], [[4, 5]]);
+        string runDir = Path.Combine(Path.GetTempPath(), "grpo-device-checkpoint-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            string folder = CheckpointStore.Save(runDir, 1, gpu, optimizer, new Rng(3), new System.Text.Json.Nodes.JsonObject());
+            var loaded = new Transformer(Config, seed: 99).To(device);
+            var loadedOptimizer = new AdamW(loaded.Parameters, 1e-2);
+            var rng = new Rng(0);
+            CheckpointStore.Load(folder, loaded, loadedOptimizer, rng);
+            Assert.Equal(1, loadedOptimizer.StepCount);
+            Assert.Equal(new Rng(3).State, rng.State);
+            var onCpu = Checkpoint.LoadModel(folder);
+            for (int p = 0; p < gpu.Parameters.Count; p++)
+            {
+                Assert.Equal(gpu.Parameters[p].Value.ToArray(), loaded.Parameters[p].Value.ToArray());
+                Assert.Equal(gpu.Parameters[p].Value.ToArray(), onCpu.Parameters[p].Value.Data);
+                Assert.Equal(optimizer.Slots[p].M.ToArray(), loadedOptimizer.Slots[p].M.ToArray());
+                Assert.Equal(optimizer.Slots[p].V.ToArray(), loadedOptimizer.Slots[p].V.ToArray());
+            }
+        }
+        finally { if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true); }
+    }
+
     /// <summary>A one-character answer task with a short prompt (the arithmetic prompts are long for the CPU accelerator).</summary>
     private sealed class LowercaseTask : IRlTask
     {
