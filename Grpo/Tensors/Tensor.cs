@@ -25,7 +25,11 @@ public sealed class Tensor
     public int[] Shape { get; }
     public Device Device { get; }
     /// <summary>The values on the host; a tensor on a GPU has none (use ToArray or View).</summary>
-    public float[] Data => data ?? throw new InvalidOperationException($"{this} lives on {Device.Kind}: copy it with ToArray() or To(Device.Cpu)");
+    public float[] Data => data ?? NotOnHost();
+
+    // Kept out of Data's getter so that the getter stays small enough to inline in the CPU ops' loops.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private float[] NotOnHost() => throw new InvalidOperationException($"{this} lives on {Device.Kind}: copy it with ToArray() or To(Device.Cpu)");
     public float[]? Grad { get; internal set; }
     /// <summary>The gradient of a tensor on a GPU (null until backward reaches it).</summary>
     public DeviceArray? DeviceGrad { get; internal set; }
