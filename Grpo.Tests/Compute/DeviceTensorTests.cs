@@ -67,6 +67,63 @@ public class DeviceTensorTests(CpuAcceleratorFixture fixture)
         Assert.Equal(Enumerable.Repeat(3f, 6), leaf.GradToArray()!);
     }
 
+    public static TheoryData<string> OpNames() => new()
+    {
+        "add", "add-bias", "sub", "sub-bias", "mul", "mul-bias", "scale", "exp", "log", "sum-axis0", "mean-axis1",
+        "sum-all", "mean-all", "softmax", "log-softmax", "silu", "rmsnorm", "matmul", "matmul-transposed",
+    };
+
+    /// <summary>Every op's device path, forward and backward, against its CPU reference on a small input.</summary>
+    [Theory]
+    [MemberData(nameof(OpNames))]
+    public void EachOpsDevicePathMatchesTheCpu(string name)
+    {
+        var rng = new Random(name.GetHashCode() & 0xffff);
+        var x = GradCheck.Random(rng, 1f, 3, 4, 8);
+        if (name == "log") x = new Tensor(x.Data.Select(v => Math.Abs(v) + 0.5f).ToArray(), x.Shape);
+        var other = GradCheck.Random(rng, 1f, name.EndsWith("-bias") || name == "rmsnorm" ? [8] : name == "matmul" ? [8, 5] : name == "matmul-transposed" ? [5, 4] : [3, 4, 8]);
+        Func<Tensor, Tensor, Tensor> op = name switch
+        {
+            "add" or "add-bias" => Op.Add,
+            "sub" or "sub-bias" => Op.Sub,
+            "mul" or "mul-bias" => Op.Mul,
+            "scale" => (a, _) => Op.Scale(a, -0.75f),
+            "exp" => (a, _) => Op.Exp(a),
+            "log" => (a, _) => Op.Log(a),
+            "sum-axis0" => (a, _) => Op.Sum(a, 0),
+            "mean-axis1" => (a, _) => Op.Mean(a, 1),
+            "sum-all" => (a, _) => Op.SumAll(a),
+            "mean-all" => (a, _) => Op.MeanAll(a),
+            "softmax" => (a, _) => Op.Softmax(a),
+            "log-softmax" => (a, _) => Op.LogSoftmax(a),
+            "silu" => (a, _) => Op.Silu(a),
+            "rmsnorm" => (a, w) => Op.RmsNorm(a, w, 1e-5f),
+            "matmul" => (a, w) => Op.MatMul(a, w),
+            "matmul-transposed" => (a, w) => Op.MatMul(a, w, transposeA: true, transposeB: true),   // batch by batch: A transposed, W shared
+            _ => throw new ArgumentException(name),
+        };
+        (float[] Y, float[] Dx, float[] Dother) Run(Device on)
+        {
+            var a = Tensor.Parameter((float[])x.Data.Clone(), x.Shape).To(on);
+            var b = Tensor.Parameter((float[])other.Data.Clone(), other.Shape).To(on);
+            var leafA = a; var leafB = b;
+            if (!on.IsCpu)   // device leaves, so the gradients are read where they were formed
+            {
+                leafA = new Tensor(DeviceArray.Upload(on, x.Data), x.Shape) { RequiresGrad = true };
+                leafB = new Tensor(DeviceArray.Upload(on, other.Data), other.Shape) { RequiresGrad = true };
+            }
+            var y = op(leafA, leafB);
+            var dy = GradCheck.Random(new Random(7), 1f, y.Shape).Data;
+            Autograd.Backward(y, dy);
+            return (y.ToArray(), leafA.GradToArray() ?? new float[x.Size], leafB.GradToArray() ?? new float[other.Size]);
+        }
+        var expected = Run(Device.Cpu);
+        var actual = Run(device);
+        AssertClose(expected.Y, actual.Y, 1e-5f);
+        AssertClose(expected.Dx, actual.Dx, 1e-5f);
+        AssertClose(expected.Dother, actual.Dother, 1e-5f);
+    }
+
     [Fact]
     public void ForwardAndBackwardOfTheModelMatchTheCpu()
     {

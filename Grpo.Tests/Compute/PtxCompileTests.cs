@@ -37,7 +37,7 @@ public class PtxCompileTests
         string[] ported =
         [
             "MatMulKernel", "MatMulF4Kernel", "MatMulSkinnyKernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
-            "AddF4Kernel", "MulF4Kernel", "ScaleF4Kernel", "ExpF4Kernel",
+            "AddF4Kernel", "MulF4Kernel", "ScaleF4Kernel", "ExpF4Kernel", "LogKernel", "LogBackwardKernel",
             "SumRowsKernel", "SumAxisKernel", "SumAxisBackwardKernel",
             "SoftmaxKernel", "LogSoftmaxKernel", "SoftmaxBackwardKernel", "LogSoftmaxBackwardKernel",
             "TokenLogProbsKernel", "SoftmaxMinusOneHotKernel", "WeightedLossKernel",

@@ -23,7 +23,7 @@ public static partial class Op
         (dy, x, y, dx) => TensorPrimitives.Add(dx, dy, dx),
         (dy, x, y, dyb) => TensorPrimitives.Add(dyb, dy, dyb));
 
-    public static Tensor Sub(Tensor a, Tensor b) => Binary(a, b, "Sub",
+    public static Tensor Sub(Tensor a, Tensor b) => OnGpu("Sub", a, b) ? SubOnDevice(a, b) : Binary(a, b, "Sub",
         (x, y, z) => TensorPrimitives.Subtract(x, y, z),
         (dy, x, y, dx) => TensorPrimitives.Add(dx, dy, dx),
         (dy, x, y, dyb) => TensorPrimitives.Subtract(dyb, dy, dyb));
@@ -61,7 +61,13 @@ public static partial class Op
 
     public static Tensor Log(Tensor a)
     {
-        RequireHost("Log", a);
+        if (OnGpu("Log", a))
+        {
+            var logOnDevice = Tensor.Empty(a.Device, a.Shape);
+            ElementwiseKernels.Log(a.Device, a.View, logOnDevice.View);
+            Autograd.Record(logOnDevice, [a], () => ElementwiseKernels.LogBackward(a.Device, a.View, logOnDevice.GradView(), a.GradView()));
+            return logOnDevice;
+        }
         var y = new Tensor(new float[a.Size], a.Shape);
         TensorPrimitives.Log(a.Data, y.Data);
         Autograd.Record(y, [a], () =>
@@ -139,6 +145,31 @@ public static partial class Op
                     ReduceKernels.Forward(device, term, sum.View, 1, a.Size / b.Size, b.Size, 1f);
                     ElementwiseKernels.Add(device, b.GradView(), sum.View, b.GradView());
                 }
+            }
+        });
+        return y;
+    }
+
+    /// <summary>a - b on the GPU: a + (-1) b, and the backward da += dy, db -= dy summed over b's repeats.</summary>
+    private static Tensor SubOnDevice(Tensor a, Tensor b)
+    {
+        CheckSuffix(a, b, "Sub");
+        var device = a.Device;
+        var y = Tensor.Empty(device, a.Shape);
+        using (var negated = device.Pool.Rent<float>(b.Size))
+        {
+            ElementwiseKernels.Scale(device, b.View, -1f, negated.View);
+            ElementwiseKernels.Add(device, a.View, negated.View, y.View);
+        }
+        Autograd.Record(y, [a, b], () =>
+        {
+            var dy = y.GradView();
+            if (a.RequiresGrad) ElementwiseKernels.Add(device, a.GradView(), dy, a.GradView());
+            if (b.RequiresGrad)
+            {
+                using var sum = device.Pool.Rent<float>(b.Size);
+                ReduceKernels.Forward(device, dy, sum.View, 1, a.Size / b.Size, b.Size, -1f);   // -(dy summed over b's repeats)
+                ElementwiseKernels.Add(device, b.GradView(), sum.View, b.GradView());
             }
         });
         return y;

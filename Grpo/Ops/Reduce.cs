@@ -9,6 +9,7 @@
 // sum of all = 21, mean of all = 3.5. Tests: Grpo.Tests/Ops/OpsATests.cs.
 // ForBlocks, at the end, is the parallel-over-rows loop that the other op files use too.
 using System.Numerics.Tensors;
+using Grpo.Compute.Kernels;
 
 namespace Grpo.Ops;
 
@@ -24,7 +25,7 @@ public static partial class Op
 
     private static Tensor ReduceAll(Tensor x, float scale)
     {
-        RequireHost("SumAll/MeanAll", x);
+        if (OnGpu("SumAll/MeanAll", x)) return ReduceOnDevice(x, 1, x.Size, 1, scale, []);
         var y = Tensor.Scalar(TensorPrimitives.Sum<float>(x.Data) * scale);
         Autograd.Record(y, [x], () =>
         {
@@ -36,13 +37,13 @@ public static partial class Op
 
     private static Tensor ReduceAlongAxis(Tensor x, int axis, bool mean)
     {
-        RequireHost("Sum/Mean", x);
         int a = axis < 0 ? x.Rank + axis : axis;
         if (a < 0 || a >= x.Rank)
             throw new ArgumentOutOfRangeException(nameof(axis), $"axis {axis} is outside a tensor of shape {ShapeText(x)}");
         int n = x.Shape[a];
         int outer = Tensor.SizeOf(x.Shape.AsSpan(0, a)), inner = Tensor.SizeOf(x.Shape.AsSpan(a + 1));
         float scale = mean ? 1f / n : 1f;
+        if (OnGpu("Sum/Mean", x)) return ReduceOnDevice(x, outer, n, inner, scale, [.. x.Shape[..a], .. x.Shape[(a + 1)..]]);
         var y = Tensor.Zeros([.. x.Shape[..a], .. x.Shape[(a + 1)..]]); // (outer, inner)
 
         // Each outer block writes its own slice of y, so blocks run in parallel when big enough.
@@ -83,5 +84,16 @@ public static partial class Op
     {
         if (count > 1 && count * workPerBlock >= 1 << 15) Parallel.For(0, count, body);
         else for (int i = 0; i < count; i++) body(i);
+    }
+
+    /// <summary>The GPU path: y (outer, inner) = scale * sum over the middle axis of x (outer, n, inner), and
+    /// its backward dx += scale * dy repeated (Compute/Kernels/ReduceKernels.cs).</summary>
+    private static Tensor ReduceOnDevice(Tensor x, int outer, int n, int inner, float scale, int[] shape)
+    {
+        var device = x.Device;
+        var y = Tensor.Empty(device, shape);
+        ReduceKernels.Forward(device, x.View, y.View, outer, n, inner, scale);
+        Autograd.Record(y, [x], () => ReduceKernels.Backward(device, y.GradView(), x.GradView(), outer, n, inner, scale));
+        return y;
     }
 }

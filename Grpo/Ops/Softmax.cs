@@ -8,6 +8,7 @@
 // A softmax row that is all -infinity (nothing allowed) gives zeros rather than NaN.
 // SoftmaxRows holds the row helpers CrossEntropy and TokenLogProbs share. Tests: Grpo.Tests/Ops/OpsBTests.cs.
 using System.Numerics.Tensors;
+using Grpo.Compute.Kernels;
 
 namespace Grpo.Ops;
 
@@ -15,8 +16,8 @@ public static partial class Op
 {
     public static Tensor Softmax(Tensor x)
     {
-        RequireHost("Softmax", x);
         int cols = SoftmaxRows.Width(x, "Softmax"), rows = x.Size / Math.Max(cols, 1);
+        if (OnGpu("Softmax", x)) return SoftmaxOnDevice(x, rows, cols, log: false);
         var y = new Tensor(new float[x.Size], x.Shape);
         SoftmaxRows.For(rows, cols, 0, (r, _) =>
         {
@@ -46,8 +47,8 @@ public static partial class Op
 
     public static Tensor LogSoftmax(Tensor x)
     {
-        RequireHost("LogSoftmax", x);
         int cols = SoftmaxRows.Width(x, "LogSoftmax"), rows = x.Size / Math.Max(cols, 1);
+        if (OnGpu("LogSoftmax", x)) return SoftmaxOnDevice(x, rows, cols, log: true);
         var y = new Tensor(new float[x.Size], x.Shape);
         SoftmaxRows.For(rows, cols, 0, (r, _) =>
         {
@@ -69,6 +70,16 @@ public static partial class Op
                 TensorPrimitives.MultiplyAdd(scratch, -sum, dxRow, dxRow);
             });
         });
+        return y;
+    }
+
+    /// <summary>The GPU path of both: one group of threads per row (Compute/Kernels/SoftmaxKernels.cs).</summary>
+    private static Tensor SoftmaxOnDevice(Tensor x, int rows, int cols, bool log)
+    {
+        var device = x.Device;
+        var y = Tensor.Empty(device, x.Shape);
+        SoftmaxKernels.Forward(device, x.View, y.View, rows, cols, log);
+        Autograd.Record(y, [x], () => SoftmaxKernels.Backward(device, y.View, y.GradView(), x.GradView(), rows, cols, log));
         return y;
     }
 }

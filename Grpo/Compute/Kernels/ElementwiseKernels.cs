@@ -98,6 +98,27 @@ public static class ElementwiseKernels
     public static void Exp(Device device, ArrayView<float> a, ArrayView<float> y) =>
         RunExp(device, a, y, allowVector: true);
 
+    public static void LogKernel(Index1D i, ArrayView<float> a, ArrayView<float> y) => y[i] = XMath.Log(a[i]);
+
+    public static void LogBackwardKernel(Index1D i, ArrayView<float> a, ArrayView<float> dy, ArrayView<float> da) => da[i] += dy[i] / a[i];
+
+    /// <summary>y = ln a (one thread per element; XMath.Log is lg2.approx-based on the GPU).</summary>
+    public static void Log(Device device, ArrayView<float> a, ArrayView<float> y)
+    {
+        if (a.Length != y.Length) throw new ArgumentException($"log: a has {a.Length} elements, y {y.Length}");
+        if (a.Length == 0) return;
+        device.Kernels.Get("log", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(LogKernel))((int)a.Length, a, y);
+    }
+
+    /// <summary>da += dy / a, the backward of log.</summary>
+    public static void LogBackward(Device device, ArrayView<float> a, ArrayView<float> dy, ArrayView<float> da)
+    {
+        if (a.Length != dy.Length || a.Length != da.Length) throw new ArgumentException($"log backward: a {a.Length}, dy {dy.Length}, da {da.Length}");
+        if (a.Length == 0) return;
+        device.Kernels.Get("log_backward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(LogBackwardKernel))
+            ((int)a.Length, a, dy, da);
+    }
+
     /// <summary>Add, Mul, Scale and Exp with v1 whatever the views: for the benchmark's step from v1 to v2, and tests.</summary>
     public static void AddV1(Device device, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) =>
         Binary(device, "add", AddKernel, AddF4Kernel, a, b, y, allowVector: false);
