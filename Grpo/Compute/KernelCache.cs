@@ -24,6 +24,7 @@ public sealed class KernelCache
     private readonly Dictionary<string, (double Host, double Wait, int Count)>? profile;
     private readonly Stopwatch clock = Stopwatch.StartNew();
     private string? previous;
+    private readonly HashSet<string> compiling = new();
     private double previousAt;
 
     public KernelCache(Accelerator accelerator)
@@ -64,7 +65,8 @@ public sealed class KernelCache
             double requested = clock.Elapsed.TotalMilliseconds;
             accelerator.Synchronize();
             double now = clock.Elapsed.TotalMilliseconds;
-            if (previous != null)
+            // A kernel's first launch also compiles it (tens to hundreds of ms): left out of the table.
+            if (previous != null && !compiling.Add(previous))
             {
                 var (host, wait, count) = profile.GetValueOrDefault(previous);
                 profile[previous] = (host + requested - previousAt, wait + now - requested, count + 1);
