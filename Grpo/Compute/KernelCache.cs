@@ -7,8 +7,9 @@
 // environment variable GRPO_PROFILE=1, to profile: every request then synchronises the device and
 // charges the time since the previous request to the previous kernel's name, split in two: host (from
 // the previous request to this one: that launch and the host work after it) and wait (for the device
-// to finish, after that: the kernel's run not hidden behind the host work). The table goes to stderr
-// when the process ends. Slow, for finding hot spots.
+// to finish, after that: the kernel's run not hidden behind the host work); a kernel's first launch,
+// which compiles it, is left out. The table goes to stderr when the process ends. Slow, for finding
+// hot spots.
 // Tests: Grpo.Tests/Compute/KernelTests.cs (every kernel runs through this cache).
 using System.Collections.Concurrent;
 using System.Diagnostics;
