@@ -15,6 +15,7 @@ using Grpo.Model;
 using Grpo.Ops;
 using Grpo.Optim;
 using Grpo.Sampling;
+using Spectre.Console;
 
 namespace Grpo.Cli;
 
@@ -26,12 +27,23 @@ public static class BenchCommand
         var json = new Option<bool>("--json") { Description = "only the JSON lines" };
         var shape = new Option<string>("--shape") { Description = "on cuda, the model figures' shape: small (torch_gpu_anchor.py's default) or mid (its 134M one)", DefaultValueFactory = _ => "small" };
         var only = new Option<string>("--figures") { Description = "on cuda, which figures: any of sgemm,elementwise,ops,attention,train,generate,gemm_bf16 (comma-separated)", DefaultValueFactory = _ => "sgemm,elementwise,attention,train,generate,gemm_bf16" };
-        var command = new Command("bench", "Measure speed: matmul GFLOP/s, training step tokens/s, sampling new tokens/s") { device, json, shape, only };
+        var peer = new Option<string?>("--peer") { Description = "the PyTorch peer script's output (shared/bench/torch_*_anchor.py): adds each figure's ratio to it" };
+        var command = new Command("bench", "Measure speed: matmul GFLOP/s, training step tokens/s, sampling new tokens/s") { device, json, shape, only, peer };
         command.SetAction(parse =>
         {
             if (parse.GetValue(shape) is not ("small" or "mid"))
             {
                 Console.Error.WriteLine($"error: --shape must be small or mid, not '{parse.GetValue(shape)}'");
+                return 1;
+            }
+            List<System.Text.Json.Nodes.JsonObject>? peers = null;
+            try
+            {
+                if (parse.GetValue(peer) is { } peerFile) peers = BenchPeer.Read(peerFile);
+            }
+            catch (Exception error) when (error is ArgumentException or IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"error: {error.Message}");
                 return 1;
             }
             using var opened = DeviceOption.Open(parse.GetValue(device)!);
@@ -54,7 +66,14 @@ public static class BenchCommand
                 Console.Error.WriteLine($"error: {error.Message}");
                 return 1;
             }
-            foreach (var figure in figures) Console.WriteLine(JsonSerializer.Serialize(figure));
+            var printed = new List<Dictionary<string, object>>();
+            foreach (var figure in figures)
+            {
+                if (peers != null) BenchPeer.AddRatio(figure, peers);
+                Console.WriteLine(JsonSerializer.Serialize(figure));
+                printed.Add(figure);
+            }
+            if (peers != null && !parse.GetValue(json)) AnsiConsole.Write(RatioTable(printed));
             return 0;
         });
         return command;
@@ -169,5 +188,19 @@ public static class BenchCommand
             }
             return figure;
         }
+    }
+
+    /// <summary>Each figure that has a peer: ours, the peer's, and the ratio (and against torch.compile where the peer ran it).</summary>
+    private static Table RatioTable(IEnumerable<Dictionary<string, object>> figures)
+    {
+        var table = new Table().AddColumn("figure").AddColumn("ours").AddColumn("peer").AddColumn("ratio");
+        foreach (var figure in figures.Where(f => f.ContainsKey("ratio")))
+        {
+            string label = string.Join(" ", new[] { "fig", "op", "n", "shape" }.Where(figure.ContainsKey).Select(k => figure[k].ToString()));
+            string metric = new[] { "gflops", "tflops", "tok_per_s", "new_tok_per_s", "gbps" }.First(figure.ContainsKey);
+            string ratio = $"{figure["ratio"]}x" + (figure.ContainsKey("ratio_compiled") ? $" ({figure["ratio_compiled"]}x compiled)" : "");
+            table.AddRow(Markup.Escape(label), $"{figure[metric]} {metric}", $"{figure["peer"]}", ratio);
+        }
+        return table;
     }
 }
