@@ -1,9 +1,9 @@
 // Device's host-side ops: each takes host arrays, and on an ILGPU device uploads them into pooled
 // buffers, runs the kernel, and downloads the result; on Device.Cpu it runs the CPU reference.
-// This is what the kernel tests and `grpo check` / `grpo bench` call. It is not how training will run
-// on the GPU: a round trip through host memory per op would cost more than the op. Keeping tensors
-// resident on the device from sampling to the optimizer step is issue 7's later work; the launchers
-// that take device views (MatMulKernels.MatMul, ElementwiseKernels.Add, ...) are what that will call.
+// This is what the kernel tests and `grpo check` call. It is not how training runs on the GPU: a
+// round trip through host memory per op would cost more than the op. There, tensors live on the device
+// (Tensors/Tensor.cs, DeviceArray.cs) and the ops call the launchers that take device views
+// (MatMulKernels.MatMul, ElementwiseKernels.Add, ...) directly.
 // Tests: Grpo.Tests/Compute/KernelTests.cs.
 using System.Numerics.Tensors;
 using Grpo.Compute.Kernels;
