@@ -10,6 +10,7 @@
 // A tensor made by an op remembers its parents and a backward function (Tensors/Autograd.cs);
 // a leaf made with RequiresGrad = true is a parameter and collects gradients until ZeroGrad.
 // Tests: Grpo.Tests/AutogradTests.cs.
+using System.Runtime.CompilerServices;
 using Grpo.Compute;
 using ILGPU;
 using ILGPU.Runtime;
@@ -20,7 +21,7 @@ namespace Grpo.Tensors;
 public sealed class Tensor
 {
     private readonly float[]? data;
-    private DeviceArray? storage;
+    private readonly DeviceArray? storage;
 
     public int[] Shape { get; }
     public Device Device { get; }
@@ -28,7 +29,7 @@ public sealed class Tensor
     public float[] Data => data ?? NotOnHost();
 
     // Kept out of Data's getter so that the getter stays small enough to inline in the CPU ops' loops.
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private float[] NotOnHost() => throw new InvalidOperationException($"{this} lives on {Device.Kind}: copy it with ToArray() or To(Device.Cpu)");
     public float[]? Grad { get; internal set; }
     /// <summary>The gradient of a tensor on a GPU (null until backward reaches it).</summary>
