@@ -47,6 +47,14 @@ public class DeviceTensorTests(CpuAcceleratorFixture fixture)
         // d sum(W W) / dW = 1 W^T + W^T 1 = [[3, 7], [3, 7]] + [[4, 4], [6, 6]] for W = [[1, 2], [3, 4]]
         Assert.Equal([7f, 11, 9, 13], weight.GradToArray()!);
         Assert.Equal([1f, 2, 3, 4], weight.ToArray());
+        // A forward whose backward never runs (a skipped step) leaves nothing rented once its scope closes,
+        // the buffers kept for the backward (the targets) included.
+        var logits = new Tensor(DeviceArray.Upload(device, [0.5f, -1, 2, 0, 1, 3], scoped: false), 2, 3) { RequiresGrad = true };
+        long before = device.Pool.BytesRented;
+        using (DeviceArray.Scope())
+            Op.TokenLogProbs(logits, [2, 0]);
+        Assert.Equal(before, device.Pool.BytesRented);
+
         // The same index array is uploaded once and shared.
         int[] positions = [0, 1, 2, 3];
         device.Indices(positions);

@@ -8,7 +8,8 @@
 // - Scope: the hot loops open one around a unit of work whose intermediate tensors all die with it
 //   (a decode step, a training step); every array made inside goes back when it closes. Arrays that
 //   outlive their scope (parameters and their gradients, AdamW's moments, the KV cache, tables) are
-//   made unscoped. Using a released array throws, so a scope drawn too tight fails loudly;
+//   made unscoped. Using a released array throws, so a scope drawn too tight fails loudly. Pooled
+//   buffers an op keeps for its backward (Keep) go back with the scope too, if the backward never runs;
 // - the finalizer: anything else goes back when the garbage collector finds it unreachable, and when
 //   the device is full the pool runs the collector and its finalizers before giving up.
 // Measured on the H200 before scopes existed: with every array left to the collector (and its bytes
@@ -70,20 +71,41 @@ public sealed class DeviceArray
     /// <summary>using (DeviceArray.Scope()) { ... }: every scoped array made inside (on this thread) is released at the end.</summary>
     public static IDisposable Scope() => new ReleaseScope();
 
+    /// <summary>
+    /// A pooled buffer an op keeps for its backward (token ids, weights): disposed by the backward, and
+    /// also when the enclosing Scope closes, so a step whose backward never runs (a skipped step) does
+    /// not keep it rented. Disposing twice is harmless.
+    /// </summary>
+    public static PooledBuffer<T> Keep<T>(PooledBuffer<T> buffer) where T : unmanaged
+    {
+        buffers?.Add(buffer);
+        return buffer;
+    }
+
+    [ThreadStatic] private static List<IDisposable>? buffers;
+
     private sealed class ReleaseScope : IDisposable
     {
         private readonly List<DeviceArray>? outer = scope;
+        private readonly List<IDisposable>? outerBuffers = buffers;
         private readonly List<DeviceArray> mine = new();
+        private readonly List<IDisposable> myBuffers = new();
         private bool closed;
 
-        public ReleaseScope() => scope = mine;
+        public ReleaseScope()
+        {
+            scope = mine;
+            buffers = myBuffers;
+        }
 
         public void Dispose()
         {
             if (closed) return;
             closed = true;
             scope = outer;
+            buffers = outerBuffers;
             foreach (var array in mine) array.Release();
+            foreach (var buffer in myBuffers) buffer.Dispose();
         }
     }
 }

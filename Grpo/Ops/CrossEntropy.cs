@@ -73,8 +73,8 @@ public static partial class Op
         var device = logits.Device;
         var loss = Tensor.Empty(device, []);
         var logSumExps = new DeviceArray(device, rows);
-        var deviceTargets = device.UploadToPool<int>(targets);
-        var deviceWeights = device.UploadToPool<float>(weights);
+        var deviceTargets = DeviceArray.Keep(device.UploadToPool<int>(targets));
+        var deviceWeights = DeviceArray.Keep(device.UploadToPool<float>(weights));
         using (var logProbs = device.Pool.Rent<float>(rows))
         {
             TokenLogProbKernels.Forward(device, logits.View, deviceTargets.View, logSumExps.View, logProbs.View, rows, vocab);

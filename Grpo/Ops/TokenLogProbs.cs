@@ -60,7 +60,7 @@ public static partial class Op
         var device = logits.Device;
         var logProbs = Tensor.Empty(device, logits.Shape[..^1]);
         var logSumExps = new DeviceArray(device, rows);
-        var deviceTargets = device.UploadToPool<int>(targets);   // its own copy: the backward reads it later
+        var deviceTargets = DeviceArray.Keep(device.UploadToPool<int>(targets));   // its own copy: the backward reads it later
         TokenLogProbKernels.Forward(device, logits.View, deviceTargets.View, logSumExps.View, logProbs.View, rows, vocab);
         Autograd.Record(logProbs, [logits], () =>
         {
