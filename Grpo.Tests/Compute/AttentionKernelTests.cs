@@ -1,12 +1,13 @@
 // The attention kernels against Ops/Attention.cs (forward, and dq, dk, dv through Autograd), on
 // ILGPU's CPU accelerator at tiny shapes: plain causal, grouped-query with a key mask (including a
 // query with no allowed key, which must give zeros), and a query offset as in KV-cache decoding.
-// v2 (a warp per query row, the launchers' default for T > 1) and v1 (a thread per row) are each
-// checked against the reference and against each other, P included, at head sizes that leave lanes
-// idle (D = 8, 40, 72) or fill all eight of a lane's registers (D = 256), and at row counts that leave
-// warps of the last group idle. v3 (T = 1, keys across lanes; Forward's choice when decoding) likewise
-// against the reference and v2, with key counts around the 32 lanes, left padding, rows with no
-// allowed key and grouped-query heads; and Forward is checked to pick v3 for T = 1 and v2 otherwise.
+// v2 (a warp per query row, keys in turn) and v1 (a thread per row) are each checked against the
+// reference and against each other, P included, at head sizes that leave lanes idle (D = 8, 40, 72)
+// or fill all eight of a lane's registers (D = 256), and at row counts that leave warps of the last
+// group idle. v3 (keys across lanes, forward and dq; the launchers' choice) likewise against the
+// reference and v2, decoding (T = 1) and with several queries a row, with key counts around the 32
+// lanes, left padding, rows with no allowed key and grouped-query heads; and Forward is checked to
+// pick v3 unless the head is larger than v2 and v3 take.
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
 using Grpo.Ops;

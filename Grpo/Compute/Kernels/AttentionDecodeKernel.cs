@@ -12,7 +12,7 @@
 //   3. per block of 32 keys: lane j turns its raw score into P[s] = exp(score - max) / sum (0 for
 //      allowed <= s < S), and the warp adds o[d] += P_s v_s[d] with lanes over d (d = lane, lane + 32,
 //      ..., coalesced rows of v), P_s taken by Warp.Shuffle from lane j; eight keys a step, their loads
-//      free of branches (LaneRow.AddEight), so eight rows of v are in flight at once.
+//      free of branches (AddBlock, LaneRow.AddEight in AttentionLanes.cs), so eight rows of v are in flight at once.
 // Tests: Grpo.Tests/Compute/AttentionKernelTests.cs (against the reference, v2 and v1), PtxCompileTests.cs.
 using ILGPU;
 using ILGPU.Algorithms;
@@ -57,22 +57,7 @@ public static partial class AttentionKernels
             float p = s < keys ? XMath.Exp(probs[pAt + s] - max) * inverse : 0f;
             if (s < a.S) probs[pAt + s] = p;
             int last = XMath.Min(block + Lanes, keys) - 1;   // the block's last key to add; its row stands in for keys past it (weight 0)
-            for (int j = 0; block + j <= last; j += 8)
-            {
-                var first = new WeightedRows
-                {
-                    W0 = Warp.Shuffle(p, j), W1 = Warp.Shuffle(p, j + 1), W2 = Warp.Shuffle(p, j + 2), W3 = Warp.Shuffle(p, j + 3),
-                    At0 = KeyValueAt(a, b, block + j, kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 1, last), kvHead),
-                    At2 = KeyValueAt(a, b, XMath.Min(block + j + 2, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 3, last), kvHead),
-                };
-                var second = new WeightedRows
-                {
-                    W0 = Warp.Shuffle(p, j + 4), W1 = Warp.Shuffle(p, j + 5), W2 = Warp.Shuffle(p, j + 6), W3 = Warp.Shuffle(p, j + 7),
-                    At0 = KeyValueAt(a, b, XMath.Min(block + j + 4, last), kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 5, last), kvHead),
-                    At2 = KeyValueAt(a, b, XMath.Min(block + j + 6, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 7, last), kvHead),
-                };
-                acc = acc.AddEight(v, lane, a.D, first, second);
-            }
+            acc = AddBlock(acc, v, p, a, b, kvHead, block, last, lane);
         }
         acc.Store(output, qAt, lane, a.D, 1f, add: false);
     }
@@ -106,24 +91,36 @@ public static partial class AttentionKernels
             }
             if (s < a.S) dScores[pAt + s] = dScore;
             int last = XMath.Min(block + Lanes, keys) - 1;   // the same in every lane: every lane takes every shuffle
-            for (int j = 0; block + j <= last; j += 8)
-            {
-                var first = new WeightedRows
-                {
-                    W0 = Warp.Shuffle(dScore, j), W1 = Warp.Shuffle(dScore, j + 1), W2 = Warp.Shuffle(dScore, j + 2), W3 = Warp.Shuffle(dScore, j + 3),
-                    At0 = KeyValueAt(a, b, block + j, kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 1, last), kvHead),
-                    At2 = KeyValueAt(a, b, XMath.Min(block + j + 2, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 3, last), kvHead),
-                };
-                var second = new WeightedRows
-                {
-                    W0 = Warp.Shuffle(dScore, j + 4), W1 = Warp.Shuffle(dScore, j + 5), W2 = Warp.Shuffle(dScore, j + 6), W3 = Warp.Shuffle(dScore, j + 7),
-                    At0 = KeyValueAt(a, b, XMath.Min(block + j + 4, last), kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 5, last), kvHead),
-                    At2 = KeyValueAt(a, b, XMath.Min(block + j + 6, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 7, last), kvHead),
-                };
-                grad = grad.AddEight(k, lane, a.D, first, second);
-            }
+            grad = AddBlock(grad, k, dScore, a, b, kvHead, block, last, lane);
         }
         grad.Store(dq, qAt, lane, a.D, 1f, add: true);
+    }
+
+    /// <summary>
+    /// acc + sum over the keys s = block .. last of weight_s x_s (rows of k or v), over the lane's d, where
+    /// weight_s is lane (s - block)'s weight, taken by Warp.Shuffle: eight keys a step, their loads free of
+    /// branches (a key past last reads last's row with weight 0). last is the same in every lane, so every
+    /// lane takes every shuffle.
+    /// </summary>
+    private static LaneRow AddBlock(LaneRow acc, ArrayView<float> x, float weight, AttentionShape a, int b, int kvHead, int block, int last, int lane)
+    {
+        for (int j = 0; block + j <= last; j += 8)
+        {
+            var first = new WeightedRows
+            {
+                W0 = Warp.Shuffle(weight, j), W1 = Warp.Shuffle(weight, j + 1), W2 = Warp.Shuffle(weight, j + 2), W3 = Warp.Shuffle(weight, j + 3),
+                At0 = KeyValueAt(a, b, block + j, kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 1, last), kvHead),
+                At2 = KeyValueAt(a, b, XMath.Min(block + j + 2, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 3, last), kvHead),
+            };
+            var second = new WeightedRows
+            {
+                W0 = Warp.Shuffle(weight, j + 4), W1 = Warp.Shuffle(weight, j + 5), W2 = Warp.Shuffle(weight, j + 6), W3 = Warp.Shuffle(weight, j + 7),
+                At0 = KeyValueAt(a, b, XMath.Min(block + j + 4, last), kvHead), At1 = KeyValueAt(a, b, XMath.Min(block + j + 5, last), kvHead),
+                At2 = KeyValueAt(a, b, XMath.Min(block + j + 6, last), kvHead), At3 = KeyValueAt(a, b, XMath.Min(block + j + 7, last), kvHead),
+            };
+            acc = acc.AddEight(x, lane, a.D, first, second);
+        }
+        return acc;
     }
 
     /// <summary>Where row s of head kvHead of batch b starts in k or v (B, S, Hkv, D).</summary>
@@ -143,47 +140,5 @@ public static partial class AttentionKernels
         }
         for (; d < D; d++) dot0 += q[qAt + d] * k[kAt + d];
         return dot0 + dot1 + dot2 + dot3;
-    }
-
-    /// <summary>The largest value over the warp's lanes, in every lane (-inf when all are -inf).</summary>
-    private static float WarpMax(float value)
-    {
-        for (int laneMask = Lanes / 2; laneMask > 0; laneMask /= 2) value = XMath.Max(value, Warp.ShuffleXor(value, laneMask));
-        return value;
-    }
-
-    /// <summary>Four keys' weights and where their rows start; Sum is w . x[at + d] over the four.</summary>
-    private struct WeightedRows
-    {
-        public float W0, W1, W2, W3;
-        public long At0, At1, At2, At3;
-
-        public readonly float Sum(ArrayView<float> x, int d) => W0 * x[At0 + d] + W1 * x[At1 + d] + W2 * x[At2 + d] + W3 * x[At3 + d];
-    }
-
-    private partial struct LaneRow
-    {
-        /// <summary>
-        /// row + the eight weighted rows of x over the lane's d. A d past D reads x's element D - 1 instead
-        /// (in bounds, and its sum lands in a register Store never writes), so the loads carry no branch
-        /// and a head of up to 64 issues all 16 of them together; only D > 64 branches, once, for the rest.
-        /// </summary>
-        public readonly LaneRow AddEight(ArrayView<float> x, int lane, int D, WeightedRows first, WeightedRows second)
-        {
-            var row = this;
-            int last = D - 1;
-            row.X0 += first.Sum(x, XMath.Min(lane, last)) + second.Sum(x, XMath.Min(lane, last));
-            row.X1 += first.Sum(x, XMath.Min(lane + 32, last)) + second.Sum(x, XMath.Min(lane + 32, last));
-            if (D > 64)
-            {
-                row.X2 += first.Sum(x, XMath.Min(lane + 64, last)) + second.Sum(x, XMath.Min(lane + 64, last));
-                row.X3 += first.Sum(x, XMath.Min(lane + 96, last)) + second.Sum(x, XMath.Min(lane + 96, last));
-                row.X4 += first.Sum(x, XMath.Min(lane + 128, last)) + second.Sum(x, XMath.Min(lane + 128, last));
-                row.X5 += first.Sum(x, XMath.Min(lane + 160, last)) + second.Sum(x, XMath.Min(lane + 160, last));
-                row.X6 += first.Sum(x, XMath.Min(lane + 192, last)) + second.Sum(x, XMath.Min(lane + 192, last));
-                row.X7 += first.Sum(x, XMath.Min(lane + 224, last)) + second.Sum(x, XMath.Min(lane + 224, last));
-            }
-            return row;
-        }
     }
 }

@@ -195,59 +195,6 @@ public static partial class AttentionKernels
         grad.Store(dq, qAt, lane, a.D, 1f, add: true);
     }
 
-    /// <summary>
-    /// A lane's share of one head row x[at .. at + D): x[at + d] for d = lane + 32 c, c = 0 .. 7 (D <= 256),
-    /// zero past D. Named fields, not an array, so that it lives in registers: a LocalMemory array indexed
-    /// in a loop went to local memory in the PTX.
-    /// </summary>
-    private partial struct LaneRow
-    {
-        public float X0, X1, X2, X3, X4, X5, X6, X7;
-
-        public static LaneRow Load(ArrayView<float> x, long at, int lane, int D) => new()
-        {
-            X0 = Get(x, at, lane, D), X1 = Get(x, at, lane + 32, D), X2 = Get(x, at, lane + 64, D), X3 = Get(x, at, lane + 96, D),
-            X4 = Get(x, at, lane + 128, D), X5 = Get(x, at, lane + 160, D), X6 = Get(x, at, lane + 192, D), X7 = Get(x, at, lane + 224, D),
-        };
-
-        /// <summary>This lane's part of the dot product of the row with x[at .. at + D).</summary>
-        public readonly float Dot(ArrayView<float> x, long at, int lane, int D) =>
-            X0 * Get(x, at, lane, D) + X1 * Get(x, at, lane + 32, D) + X2 * Get(x, at, lane + 64, D) + X3 * Get(x, at, lane + 96, D) +
-            X4 * Get(x, at, lane + 128, D) + X5 * Get(x, at, lane + 160, D) + X6 * Get(x, at, lane + 192, D) + X7 * Get(x, at, lane + 224, D);
-
-        /// <summary>scale * row + weight * x[at .. at + D).</summary>
-        public readonly LaneRow ScaleAdd(float scale, float weight, ArrayView<float> x, long at, int lane, int D) => new()
-        {
-            X0 = scale * X0 + weight * Get(x, at, lane, D), X1 = scale * X1 + weight * Get(x, at, lane + 32, D),
-            X2 = scale * X2 + weight * Get(x, at, lane + 64, D), X3 = scale * X3 + weight * Get(x, at, lane + 96, D),
-            X4 = scale * X4 + weight * Get(x, at, lane + 128, D), X5 = scale * X5 + weight * Get(x, at, lane + 160, D),
-            X6 = scale * X6 + weight * Get(x, at, lane + 192, D), X7 = scale * X7 + weight * Get(x, at, lane + 224, D),
-        };
-
-        /// <summary>x[at .. at + D) = scale * row, or += when add.</summary>
-        public readonly void Store(ArrayView<float> x, long at, int lane, int D, float scale, bool add)
-        {
-            Put(x, at, lane, D, scale * X0, add); Put(x, at, lane + 32, D, scale * X1, add);
-            Put(x, at, lane + 64, D, scale * X2, add); Put(x, at, lane + 96, D, scale * X3, add);
-            Put(x, at, lane + 128, D, scale * X4, add); Put(x, at, lane + 160, D, scale * X5, add);
-            Put(x, at, lane + 192, D, scale * X6, add); Put(x, at, lane + 224, D, scale * X7, add);
-        }
-
-        private static float Get(ArrayView<float> x, long at, int d, int D) => d < D ? x[at + d] : 0f;
-
-        private static void Put(ArrayView<float> x, long at, int d, int D, float value, bool add)
-        {
-            if (d < D) x[at + d] = add ? x[at + d] + value : value;
-        }
-    }
-
-    /// <summary>The sum of value over the warp's lanes, in every lane.</summary>
-    private static float WarpSum(float value)
-    {
-        for (int laneMask = Lanes / 2; laneMask > 0; laneMask /= 2) value += Warp.ShuffleXor(value, laneMask);
-        return value;
-    }
-
     public static void AttentionKeyValueBackwardKernel(Index1D i, ArrayView<float> q, ArrayView<float> probs, ArrayView<float> dOutput,
         ArrayView<float> dScores, ArrayView<float> dk, ArrayView<float> dv, AttentionShape a)
     {
