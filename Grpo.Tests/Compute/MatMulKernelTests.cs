@@ -132,6 +132,42 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
         AssertMatchesReference(1, m, k, n, false, true, sharedB: true, accumulate, v1Only: false);
     }
 
+    [Theory]
+    [InlineData(1, 20, 5, 1, false)]     // one row, one k-step and a partial one, under one tile of columns
+    [InlineData(37, 52, 40, 1, true)]    // rows past 32 (the second A quad), columns past a 32-wide tile
+    [InlineData(64, 260, 70, 3, false)]  // every row, K cut into 3 chunks of whole k-steps (96, 96, 68)
+    [InlineData(9, 64, 33, 4, true)]     // four chunks of one k-step each, accumulate through the split sum
+    public void RowsKernelMatchesReference(int m, int k, int n, int splits, bool accumulate)
+    {
+        var rng = new Random(m * 1000 + k + n);
+        var a = GradCheck.Random(rng, 1f, m, k);
+        var w = GradCheck.Random(rng, 1f, n, k);
+        var start = GradCheck.Random(rng, 1f, m, n);
+        var product = Op.MatMul(a, w, transposeB: true);
+        var expected = accumulate ? Op.Add(product, start).Data : product.Data;
+        using var aBuffer = device.UploadToPool<float>(a.Data);
+        using var wBuffer = device.UploadToPool<float>(w.Data);
+        using var cBuffer = device.UploadToPool<float>(accumulate ? start.Data : new float[m * n]);
+        Assert.True(MatMulKernels.RowsKernelFits(aBuffer.View, wBuffer.View, m, k));
+        MatMulKernels.MatMulRows(device, aBuffer.View, wBuffer.View, cBuffer.View, m, k, n, accumulate, splits);
+        var c = new float[m * n];
+        cBuffer.Download(c);
+        KernelTests.AssertClose(expected, c, 1e-5f);
+    }
+
+    [Fact]
+    public void TheRowsKernelTakesAtMost64RowsAndWholeQuadsOfK()
+    {
+        using var buffer = device.Pool.Rent<float>(4096);
+        Assert.False(MatMulKernels.RowsKernelFits(buffer.View, buffer.View, 65, 32));
+        Assert.False(MatMulKernels.RowsKernelFits(buffer.View, buffer.View, 8, 30));
+        Assert.False(MatMulKernels.RowsKernelFits(buffer.View.SubView(1, 100), buffer.View, 8, 32));   // not 16-byte aligned
+        // The test device has one multiprocessor: 2 groups wanted; 768 columns are 24 groups already.
+        Assert.Equal(1, MatMulKernels.RowsSplitsFor(device, 768, 768));
+        Assert.Equal(2, MatMulKernels.RowsSplitsFor(device, 768, 20));   // one group: split K in two
+        Assert.Equal(1, MatMulKernels.RowsSplitsFor(device, 128, 20));   // K too short to split
+    }
+
     [Fact]
     public void TheLauncherSplitsKOnlyForLongWeightGradientsWithFewTiles()
     {

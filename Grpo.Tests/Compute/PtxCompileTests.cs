@@ -36,7 +36,7 @@ public class PtxCompileTests
         var names = Kernels().Select(m => m.Name).ToHashSet();
         string[] ported =
         [
-            "MatMulKernel", "MatMulF4Kernel", "MatMulSkinnyKernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
+            "MatMulKernel", "MatMulF4Kernel", "MatMulSkinnyKernel", "MatMulRowsKernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
             "AddF4Kernel", "MulF4Kernel", "ScaleF4Kernel", "ExpF4Kernel", "LogKernel", "LogBackwardKernel",
             "SumRowsKernel", "SumAxisKernel", "SumAxisBackwardKernel",
             "SoftmaxKernel", "LogSoftmaxKernel", "SoftmaxBackwardKernel", "LogSoftmaxBackwardKernel",
@@ -46,7 +46,7 @@ public class PtxCompileTests
             "SiluKernel", "SiluBackwardKernel", "SwiGluKernel", "SwiGluBackwardKernel", "RopeKernel",
             "AttentionKernel", "AttentionQueryBackwardKernel", "AttentionKeyValueBackwardKernel",
             "AttentionWarpKernel", "AttentionQueryBackwardWarpKernel", "AttentionDecodeKernel", "AttentionQueryBackwardLanesKernel",
-            "AdamWKernel", "ArgMaxKernel", "TemperatureSoftmaxKernel", "MinPKernel", "DrawKernel",
+            "AdamWKernel", "ArgMaxKernel", "TemperatureSoftmaxKernel", "MinPKernel", "DrawKernel", "DrawWarpKernel",
             "PolicyLossTokenKernel", "PolicyLossSumKernel", "PolicyLossBackwardKernel",
             "TensorCoreGemmKernel", "TensorCoreGemmV1Kernel", "ToBf16Kernel",
         ];

@@ -88,6 +88,39 @@ public class TrainingKernelTests(CpuAcceleratorFixture fixture)
     }
 
     [Fact]
+    public void TheWarpDrawPicksTheCpusTokenAtEveryCoin()
+    {
+        // Rows of 70 (two whole chunks of 32 and a partial one) with zeros (min-p's cut) among them;
+        // coins spread over [0, 1), plus the cumulative sums themselves (the boundaries: coin == sum
+        // is not < sum, so the draw moves on) and 1 - 2^-24 (past every sum when they round below 1).
+        var rng = new Random(7);
+        int vocab = 70;
+        var row = new float[vocab];
+        for (int i = 0; i < vocab; i++) row[i] = i % 5 == 0 ? 0f : (float)rng.NextDouble();
+        float total = row.Sum();
+        for (int i = 0; i < vocab; i++) row[i] /= total;
+        var coins = new List<float> { 0f, 1f - 1f / (1 << 24) };
+        for (int i = 0; i < 40; i++) coins.Add((float)rng.NextDouble());
+        float cumulative = 0f;
+        for (int i = 0; i < vocab; i++) { cumulative += row[i]; if (i % 7 == 3) coins.Add(cumulative); }
+        int rows = coins.Count;
+        var probabilities = Enumerable.Repeat(row, rows).SelectMany(r => r).ToArray();
+        var expected = coins.Select(coin => Sampler.Draw(row, coin)).ToArray();
+
+        using var probabilityBuffer = device.UploadToPool<float>(probabilities);
+        using var coinBuffer = device.UploadToPool<float>(coins.ToArray());
+        using var tokenBuffer = device.Pool.Rent<int>(rows);
+        var v2 = new int[rows];
+        SamplerKernels.Draw(device, probabilityBuffer.View, coinBuffer.View, tokenBuffer.View, rows, vocab);
+        tokenBuffer.Download(v2);
+        var v1 = new int[rows];
+        SamplerKernels.DrawV1(device, probabilityBuffer.View, coinBuffer.View, tokenBuffer.View, rows, vocab);
+        tokenBuffer.Download(v1);
+        Assert.Equal(expected, v2);
+        Assert.Equal(expected, v1);
+    }
+
+    [Fact]
     public void TopKAndTopPSayTheyAreNotPorted()
     {
         Assert.Throws<NotSupportedException>(() => SamplerKernels.Host.Sample(device, [1, 2, 3], 3, new SamplerOptions(TopK: 2), [0.5f]));
