@@ -32,6 +32,30 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
     }
 
     [Theory]
+    [InlineData(1, 132, 20, 136, false, false, true, false)]  // A @ B past a tile
+    [InlineData(1, 132, 20, 136, false, true, true, true)]    // x @ W^T, accumulate
+    [InlineData(1, 136, 20, 132, true, false, true, false)]   // dW = dC^T @ x
+    [InlineData(2, 12, 16, 8, true, true, false, true)]       // both transposed, batched B
+    [InlineData(3, 8, 12, 12, false, false, true, false)]     // batched, B shared, K = 1.5 k-steps
+    public void LayoutKernelMatchesReference(int batch, int m, int k, int n, bool transposeA, bool transposeB, bool sharedB, bool accumulate)
+    {
+        var rng = new Random(batch * 1000 + m * 100 + k * 10 + n);
+        var a = GradCheck.Random(rng, 1f, transposeA ? [batch, k, m] : [batch, m, k]);
+        var bOne = transposeB ? new[] { n, k } : new[] { k, n };
+        var b = GradCheck.Random(rng, 1f, sharedB ? bOne : [batch, .. bOne]);
+        var start = GradCheck.Random(rng, 1f, batch, m, n);
+        var product = Op.MatMul(a, b, transposeA, transposeB);
+        var expected = accumulate ? Op.Add(product, start).Data : product.Data;
+        using var aBuffer = device.UploadToPool<float>(a.Data);
+        using var bBuffer = device.UploadToPool<float>(b.Data);
+        using var cBuffer = device.UploadToPool<float>(accumulate ? start.Data : new float[start.Data.Length]);
+        MatMulKernels.MatMulV3(device, aBuffer.View, transposeA, bBuffer.View, transposeB, cBuffer.View, batch, m, k, n, sharedB, accumulate);
+        var c = new float[start.Data.Length];
+        cBuffer.Download(c);
+        KernelTests.AssertClose(expected, c, 1e-5f);
+    }
+
+    [Theory]
     [InlineData(1, 5, 7, 9, false, false)]    // K, N odd
     [InlineData(1, 8, 6, 8, false, true)]     // B^T contiguous along K = 6
     [InlineData(1, 6, 8, 8, true, false)]     // A^T contiguous along M = 6

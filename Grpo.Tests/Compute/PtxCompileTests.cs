@@ -21,7 +21,15 @@ public class PtxCompileTests
         typeof(MatMulKernels).Assembly.GetTypes()
             .Where(t => t.Namespace == typeof(MatMulKernels).Namespace)
             .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Static))
-            .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal));
+            .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal))
+            .Select(m => m.IsGenericMethodDefinition ? Instance(m) : m);
+
+    /// <summary>A generic kernel (a layout as a type parameter) compiled at one instance: the first type that fits each parameter.</summary>
+    private static MethodInfo Instance(MethodInfo kernel) =>
+        kernel.MakeGenericMethod(kernel.GetGenericArguments()
+            .Select(parameter => parameter.GetGenericParameterConstraints().Single(c => c.IsInterface) is var constraint
+                ? typeof(MatMulKernels).Assembly.GetTypes().First(t => t.IsValueType && constraint.IsAssignableFrom(t))
+                : throw new InvalidOperationException()).ToArray());
 
     public static TheoryData<string> KernelNames()
     {
@@ -36,7 +44,7 @@ public class PtxCompileTests
         var names = Kernels().Select(m => m.Name).ToHashSet();
         string[] ported =
         [
-            "MatMulKernel", "MatMulF4Kernel", "MatMulSkinnyKernel", "MatMulRowsKernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
+            "MatMulKernel", "MatMulF4Kernel", "MatMulSkinnyKernel", "MatMulRowsKernel", "MatMulLayoutKernel", "AddKernel", "MulKernel", "ScaleKernel", "ExpKernel",
             "AddF4Kernel", "MulF4Kernel", "ScaleF4Kernel", "ExpF4Kernel", "LogKernel", "LogBackwardKernel",
             "SumRowsKernel", "SumAxisKernel", "SumAxisBackwardKernel",
             "SoftmaxKernel", "LogSoftmaxKernel", "SoftmaxBackwardKernel", "LogSoftmaxBackwardKernel",

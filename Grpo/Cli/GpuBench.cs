@@ -41,11 +41,26 @@ public static class GpuBench
         {
             ("sgemm_fp32", () => MatMulKernels.MatMul(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
             ("sgemm_fp32_v1", () => MatMulKernels.MatMulV1(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+            ("sgemm_fp32_v3", () => MatMulKernels.MatMulV3(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+            ("sgemm_fp32_v3_nt", () => MatMulKernels.MatMulV3(device, a.View, false, b.View, true, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+            ("sgemm_fp32_v3_tn", () => MatMulKernels.MatMulV3(device, a.View, true, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+            ("sgemm_fp32_nt", () => MatMulKernels.MatMul(device, a.View, false, b.View, true, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+        };
+        var kernelNames = new Dictionary<string, string>
+        {
+            ["sgemm_fp32"] = "matmul_f4", ["sgemm_fp32_v1"] = "matmul", ["sgemm_fp32_v3"] = "matmul_v3_nn",
+            ["sgemm_fp32_v3_nt"] = "matmul_v3_nt", ["sgemm_fp32_v3_tn"] = "matmul_v3_tn", ["sgemm_fp32_nt"] = "matmul_f4",
         };
         foreach (var (fig, launch) in versions)
         {
             double flops = 2.0 * n * n * n / Time(device, reps, launch);
-            yield return new() { ["fig"] = fig, ["n"] = n, ["gflops"] = Math.Round(flops / 1e9, 1), ["tflops"] = Math.Round(flops / 1e12, 2) };
+            var figure = new Dictionary<string, object> { ["fig"] = fig, ["n"] = n, ["gflops"] = Math.Round(flops / 1e9, 1), ["tflops"] = Math.Round(flops / 1e12, 2) };
+            if (device.Kernels.Attributes(kernelNames[fig]) is var (registers, localBytes))
+            {
+                figure["registers"] = registers;
+                figure["local_bytes"] = localBytes;
+            }
+            yield return figure;
         }
     }
 

@@ -13,7 +13,10 @@
 // Tests: Grpo.Tests/Compute/KernelTests.cs (every kernel runs through this cache).
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
+using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace Grpo.Compute;
 
@@ -55,6 +58,23 @@ public sealed class KernelCache
         kernel = loaded.TryGetValue(name, out var found) ? (TDelegate)found : null;
         return kernel != null;
     }
+
+    /// <summary>
+    /// What the driver's compiler made of a loaded kernel on CUDA (CU_FUNC_ATTRIBUTE_NUM_REGS and
+    /// LOCAL_SIZE_BYTES): past 128 registers a thread only one group of 256 fits on an SM; local bytes
+    /// are spills. Null before the kernel is loaded, or off CUDA.
+    /// </summary>
+    public (int Registers, int LocalBytes)? Attributes(string name)
+    {
+        if (accelerator is not CudaAccelerator || !loaded.TryGetValue(name, out var launcher)) return null;
+        var function = ((CudaKernel)launcher.GetKernel()).FunctionPtr;
+        accelerator.Bind();
+        if (CuFuncGetAttribute(out int registers, 4, function) != 0 || CuFuncGetAttribute(out int local, 3, function) != 0) return null;
+        return (registers, local);
+    }
+
+    [DllImport("libcuda.so.1", EntryPoint = "cuFuncGetAttribute")]
+    private static extern int CuFuncGetAttribute(out int value, int attribute, IntPtr function);
 
     /// <summary>How many kernels have been compiled so far.</summary>
     public int Count => loaded.Count;
