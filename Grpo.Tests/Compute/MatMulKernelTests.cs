@@ -1,7 +1,8 @@
-// The two matmul kernels (Grpo/Compute/Kernels/MatMulKernels.cs) against the CPU reference Op.MatMul
-// on ILGPU's CPU accelerator, at tiny shapes: v2 (MatMulF4Kernel, Float4 loads, double-buffered
-// shared memory) at shapes that allow it, crossing its edges; the launcher's choice between v2 and
-// v1; v1 forced at the same shapes; and v2's PTX, which must hold the 16-byte loads it exists for.
+// The matmul kernels (Grpo/Compute/Kernels/MatMul*.cs) against the CPU reference Op.MatMul on ILGPU's
+// CPU accelerator, at tiny shapes: v3 (the launcher's choice, layouts compiled in) and v2 (MatMulF4Kernel,
+// Float4 loads, double-buffered shared memory) at shapes that allow them, crossing their edges; the
+// launcher's fallback to v1; v1 forced at the same shapes; v2's PTX, which must hold the 16-byte loads it
+// exists for; the decode-step kernels (skinny v1, rows v2) and split-K.
 // KernelTests.cs holds the older cases, which now run v2 or v1 as the launcher picks.
 using System.Text.RegularExpressions;
 using Grpo.Compute;
@@ -29,6 +30,7 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
     {
         Assert.True(UsesVector(m, k, n, transposeA, transposeB));
         AssertMatchesReference(batch, m, k, n, transposeA, transposeB, sharedB, accumulate, v1Only: false);
+        AssertMatchesReference(batch, m, k, n, transposeA, transposeB, sharedB, accumulate, v1Only: false, v2Only: true);
     }
 
     [Theory]
@@ -110,11 +112,11 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
     }
 
     [Fact]
-    public void BenchTimesTheLaunchersKernelAndV1()
+    public void BenchTimesTheLaunchersKernelAndEachVersion()
     {
-        // `grpo bench --device cuda` shows the step from v1 to v2: one figure each (n = 8 here, only the wiring).
+        // `grpo bench --device cuda` shows the steps from v1 to v3 and v3's other layouts (n = 8 here, only the wiring).
         var figures = Grpo.Cli.GpuBench.Sgemm(device, n: 8, reps: 1).Select(f => (string)f["fig"]).ToList();
-        Assert.Equal(["sgemm_fp32", "sgemm_fp32_v1"], figures);
+        Assert.Equal(["sgemm_fp32", "sgemm_fp32_v2", "sgemm_fp32_v1", "sgemm_fp32_v3_nt", "sgemm_fp32_v3_tn", "sgemm_fp32_nt"], figures);
     }
 
     private bool UsesVector(int m, int k, int n, bool transposeA, bool transposeB)
@@ -205,7 +207,7 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
 
     /// <summary>C starts random when accumulating; B is (k, n) once when shared, else batch of them.</summary>
     private void AssertMatchesReference(int batch, int m, int k, int n, bool transposeA, bool transposeB, bool sharedB,
-        bool accumulate, bool v1Only)
+        bool accumulate, bool v1Only, bool v2Only = false)
     {
         var rng = new Random(batch * 1000 + m * 100 + k * 10 + n);
         var a = GradCheck.Random(rng, 1f, transposeA ? [batch, k, m] : [batch, m, k]);
@@ -221,7 +223,9 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
         aBuffer.Upload(a.Data);
         bBuffer.Upload(b.Data);
         cBuffer.Upload(accumulate ? start.Data : new float[start.Data.Length]);
-        if (v1Only)
+        if (v2Only)
+            MatMulKernels.MatMulV2(device, aBuffer.View, transposeA, bBuffer.View, transposeB, cBuffer.View, batch, m, k, n, sharedB, accumulate);
+        else if (v1Only)
             MatMulKernels.MatMulV1(device, aBuffer.View, transposeA, bBuffer.View, transposeB, cBuffer.View, batch, m, k, n, sharedB, accumulate);
         else
             MatMulKernels.MatMul(device, aBuffer.View, transposeA, bBuffer.View, transposeB, cBuffer.View, batch, m, k, n, sharedB, accumulate);

@@ -26,7 +26,11 @@
 //   multiple of 4, so every Float4 lies inside one row and batch strides stay multiples of 4, and
 //   both views starting at a multiple of 4 floats; otherwise the launcher falls back to v1.
 //   Expected ~36 TFLOP/s per shared/GPU.md's prototype; measured on the H200 at 4096^3: 27.9 TFLOP/s
-//   (0.55x cuBLAS; v1 12.3 in the same run).
+//   (0.55x cuBLAS; v1 12.3 in the same run), 96 registers a thread (so not an occupancy limit).
+// v3 MatMulLayoutKernel (MatMulLayoutKernels.cs, the launcher's choice where v2's Float4 loads are
+//   allowed): v2 with each operand's layout a type parameter. Measured at 4096^3: A @ B 29.2 TFLOP/s,
+//   x @ W^T 29.1, A^T @ B 34.0 (v2 27.9 and 27.6 in the same run): an operand stored along k, whose
+//   slice is transposed on its way into shared memory and read 32 bytes a row, is the slower side.
 // skinny (MatMulSkinnyKernel, the launcher's choice for x @ W^T with at most 128 rows: sampling's
 //   decode steps): a warp per 8 rows x 1 column, lanes along K, shuffles to sum (MatMulSmallShapes.cs).
 // v3 split-K (MatMulSplitK in MatMulSmallShapes.cs, the launcher's choice for A^T B with few output tiles and a long K, as in
@@ -330,16 +334,25 @@ public static partial class MatMulKernels
             LaunchSkinny(device, a, b, c, m, k, n, accumulate);
             return;
         }
-        bool vector = UsesVectorLoads(a, transposeA, b, transposeB, m, k, n);
-        Launch(device, vector, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
+        int version = UsesVectorLoads(a, transposeA, b, transposeB, m, k, n) ? 3 : 1;
+        Launch(device, version, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
+    }
+
+    /// <summary>MatMul with v2 (needs what UsesVectorLoads checks): the bench's step from v2 to v3.</summary>
+    public static void MatMulV2(Device device, ArrayView<float> a, bool transposeA, ArrayView<float> b, bool transposeB,
+        ArrayView<float> c, int batch, int m, int k, int n, bool sharedB, bool accumulate)
+    {
+        if (!UsesVectorLoads(a, transposeA, b, transposeB, m, k, n))
+            throw new ArgumentException($"matmul v2: ({m}, {k}) x ({k}, {n}) with these transposes cannot take Float4 loads");
+        Launch(device, 2, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
     }
 
     /// <summary>MatMul with v1 whatever the shapes: for the benchmark's step from v1 to v2, and tests.</summary>
     public static void MatMulV1(Device device, ArrayView<float> a, bool transposeA, ArrayView<float> b, bool transposeB,
         ArrayView<float> c, int batch, int m, int k, int n, bool sharedB, bool accumulate) =>
-        Launch(device, false, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
+        Launch(device, 1, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
 
-    private static void Launch(Device device, bool vector, ArrayView<float> a, bool transposeA, ArrayView<float> b, bool transposeB,
+    private static void Launch(Device device, int version, ArrayView<float> a, bool transposeA, ArrayView<float> b, bool transposeB,
         ArrayView<float> c, int batch, int m, int k, int n, bool sharedB, bool accumulate)
     {
         if (batch == 0 || m == 0 || n == 0) return;
@@ -351,7 +364,12 @@ public static partial class MatMulKernels
         };
         var grid = new Index3D((n + Tile - 1) / Tile, (m + Tile - 1) / Tile, batch);
         var config = new KernelConfig(grid, new Index3D(ThreadsPerGroup, 1, 1));
-        var kernel = vector ? device.Kernels.Get("matmul_f4", LoadV2) : device.Kernels.Get("matmul", LoadV1);
+        var kernel = version switch
+        {
+            3 => LayoutKernel(device, transposeA, transposeB),
+            2 => device.Kernels.Get("matmul_f4", LoadV2),
+            _ => device.Kernels.Get("matmul", LoadV1),
+        };
         kernel(config, a, b, c, shape);
     }
 }
