@@ -38,8 +38,9 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
     [InlineData(1, 132, 20, 136, false, true, true, true)]    // x @ W^T, accumulate
     [InlineData(1, 136, 20, 132, true, false, true, false)]   // dW = dC^T @ x
     [InlineData(2, 12, 16, 8, true, true, false, true)]       // both transposed, batched B
-    [InlineData(3, 8, 12, 12, false, false, true, false)]     // batched, B shared, K = 1.5 k-steps
-    public void LayoutKernelMatchesReference(int batch, int m, int k, int n, bool transposeA, bool transposeB, bool sharedB, bool accumulate)
+    [InlineData(3, 8, 12, 12, false, false, true, false)]     // batched, B shared, K = 1.5 k-steps of v3
+    [InlineData(1, 130, 36, 68, false, true, true, false)]    // K = 2.25 k-steps of v4, rows past 64 and past a tile
+    public void LayoutKernelsMatchReference(int batch, int m, int k, int n, bool transposeA, bool transposeB, bool sharedB, bool accumulate)
     {
         var rng = new Random(batch * 1000 + m * 100 + k * 10 + n);
         var a = GradCheck.Random(rng, 1f, transposeA ? [batch, k, m] : [batch, m, k]);
@@ -53,6 +54,11 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
         using var cBuffer = device.UploadToPool<float>(accumulate ? start.Data : new float[start.Data.Length]);
         MatMulKernels.MatMulV3(device, aBuffer.View, transposeA, bBuffer.View, transposeB, cBuffer.View, batch, m, k, n, sharedB, accumulate);
         var c = new float[start.Data.Length];
+        cBuffer.Download(c);
+        KernelTests.AssertClose(expected, c, 1e-5f);
+
+        cBuffer.Upload(accumulate ? start.Data : new float[start.Data.Length]);
+        MatMulKernels.MatMulV4(device, aBuffer.View, transposeA, bBuffer.View, transposeB, cBuffer.View, batch, m, k, n, sharedB, accumulate);
         cBuffer.Download(c);
         KernelTests.AssertClose(expected, c, 1e-5f);
     }
@@ -116,7 +122,7 @@ public class MatMulKernelTests(CpuAcceleratorFixture fixture)
     {
         // `grpo bench --device cuda` shows the steps from v1 to v3 and v3's other layouts (n = 8 here, only the wiring).
         var figures = Grpo.Cli.GpuBench.Sgemm(device, n: 8, reps: 1).Select(f => (string)f["fig"]).ToList();
-        Assert.Equal(["sgemm_fp32", "sgemm_fp32_v2", "sgemm_fp32_v1", "sgemm_fp32_v3_nt", "sgemm_fp32_v3_tn", "sgemm_fp32_nt"], figures);
+        Assert.Equal(["sgemm_fp32", "sgemm_fp32_v2", "sgemm_fp32_v1", "sgemm_fp32_v3_nt", "sgemm_fp32_v3_tn", "sgemm_fp32_nt", "sgemm_fp32_v4", "sgemm_fp32_v4_nt", "sgemm_fp32_v4_tn"], figures);
     }
 
     private bool UsesVector(int m, int k, int n, bool transposeA, bool transposeB)

@@ -52,7 +52,7 @@ public static class BenchPeer
             "cpu_sgemm" => ("cpu_sgemm", "gflops", "n"),
             "cpu_train_step" => ("cpu_train_step", "tok_per_s", null),
             "cpu_generate" => ("cpu_generate", "new_tok_per_s", null),
-            "sgemm_fp32" or "sgemm_fp32_v1" or "sgemm_fp32_v2" or "sgemm_fp32_v3" or "sgemm_fp32_v3_nt" or "sgemm_fp32_v3_tn" or "sgemm_fp32_nt" => ("sgemm_fp32", "tflops", "n"),
+            "sgemm_fp32" or "sgemm_fp32_v1" or "sgemm_fp32_v2" or "sgemm_fp32_v3" or "sgemm_fp32_v3_nt" or "sgemm_fp32_v3_tn" or "sgemm_fp32_nt" or "sgemm_fp32_v4" or "sgemm_fp32_v4_nt" or "sgemm_fp32_v4_tn" => ("sgemm_fp32", "tflops", "n"),
             "gemm_bf16" or "gemm_bf16_v1" => ("gemm_bf16", "tflops", "n"),
             "elementwise" or "column_sum" => ("copy_bw", "gbps", null),
             "train_step_fp32" => ("train_step_fp32", "tok_per_s", "params"),

@@ -47,11 +47,15 @@ public static class GpuBench
             ("sgemm_fp32_v3_nt", () => MatMulKernels.MatMulV3(device, a.View, false, b.View, true, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
             ("sgemm_fp32_v3_tn", () => MatMulKernels.MatMulV3(device, a.View, true, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
             ("sgemm_fp32_nt", () => MatMulKernels.MatMul(device, a.View, false, b.View, true, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+            ("sgemm_fp32_v4", () => MatMulKernels.MatMulV4(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+            ("sgemm_fp32_v4_nt", () => MatMulKernels.MatMulV4(device, a.View, false, b.View, true, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+            ("sgemm_fp32_v4_tn", () => MatMulKernels.MatMulV4(device, a.View, true, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
         };
         var kernelNames = new Dictionary<string, string>
         {
             ["sgemm_fp32"] = "matmul_v3_nn", ["sgemm_fp32_v2"] = "matmul_f4", ["sgemm_fp32_v1"] = "matmul",
             ["sgemm_fp32_v3_nt"] = "matmul_v3_nt", ["sgemm_fp32_v3_tn"] = "matmul_v3_tn", ["sgemm_fp32_nt"] = "matmul_v3_nt",
+            ["sgemm_fp32_v4"] = "matmul_v4_nn", ["sgemm_fp32_v4_nt"] = "matmul_v4_nt", ["sgemm_fp32_v4_tn"] = "matmul_v4_tn",
         };
         foreach (var (fig, launch) in versions)
         {
