@@ -151,6 +151,46 @@ internal static class CheckOpCases
             },
             ("forward", 1e-4), ("backward dq", 1e-4), ("backward dk", 1e-4), ("backward dv", 1e-4))) yield return c;
 
+        // v4 (tiled, what Op.Attention runs on a GPU for training and prefill) at the same training shape, and
+        // a prefill of the last T / 2 queries after the first T / 2 keys (queryOffset T / 2, T < S).
+        foreach (var c in Outputs("attention v4", $"q ({B}, {T}, {Hq}, {D}) kv {Hkv} causal pad",
+            () =>
+            {
+                var qp = Tensor.Parameter((float[])q.Data.Clone(), q.Shape);
+                var kp = Tensor.Parameter((float[])k.Data.Clone(), k.Shape);
+                var vp = Tensor.Parameter((float[])v.Data.Clone(), v.Shape);
+                var output = Op.Attention(qp, kp, vp, keyMask);
+                Autograd.Backward(output, dOutput);
+                return [output.Data, qp.Grad!, kp.Grad!, vp.Grad!];
+            },
+            d =>
+            {
+                var (output, _, dq, dk, dv) = FlashAttentionKernels.Host.Run(d, q.Data, k.Data, v.Data, keyMask, shape, dOutput);
+                return [output, dq, dk, dv];
+            },
+            ("forward", 1e-4), ("backward dq", 1e-4), ("backward dk", 1e-4), ("backward dv", 1e-4))) yield return c;
+        int half = T / 2, halfFloats = T / 2 * Hq * D;
+        float[] LastHalf(float[] x) => Enumerable.Range(0, B).SelectMany(b => x.AsSpan((b * T + T - half) * Hq * D, halfFloats).ToArray()).ToArray();
+        var prefillQ = new Tensor(LastHalf(q.Data), B, half, Hq, D);
+        var prefillDOutput = LastHalf(dOutput);
+        var prefillShape = AttentionKernels.Shape(B, half, T, Hq, Hkv, D, T - half, hasMask: true);
+        foreach (var c in Outputs("attention v4", $"q ({B}, {half}, {Hq}, {D}) kv {Hkv} S {T} offset {T - half} pad",
+            () =>
+            {
+                var qp = Tensor.Parameter((float[])prefillQ.Data.Clone(), prefillQ.Shape);
+                var kp = Tensor.Parameter((float[])k.Data.Clone(), k.Shape);
+                var vp = Tensor.Parameter((float[])v.Data.Clone(), v.Shape);
+                var output = Op.Attention(qp, kp, vp, keyMask, T - half);
+                Autograd.Backward(output, prefillDOutput);
+                return [output.Data, qp.Grad!, kp.Grad!, vp.Grad!];
+            },
+            d =>
+            {
+                var (output, _, dq, dk, dv) = FlashAttentionKernels.Host.Run(d, prefillQ.Data, k.Data, v.Data, keyMask, prefillShape, prefillDOutput);
+                return [output, dq, dk, dv];
+            },
+            ("forward", 1e-4), ("backward dq", 1e-4), ("backward dk", 1e-4), ("backward dv", 1e-4))) yield return c;
+
         // A decode step (T = 1, what Forward runs by v3): each row's last query over all T keys as a cache.
         int rowFloats = Hq * D;
         float[] LastQuery(float[] x) => Enumerable.Range(0, B).SelectMany(b => x.AsSpan((b * T + T - 1) * rowFloats, rowFloats).ToArray()).ToArray();

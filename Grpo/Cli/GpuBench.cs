@@ -15,12 +15,13 @@
 //                                                           vs device copy_bw, 4.24 TB/s
 //   column_sum   sum_axis (a bias gradient: 8192 rows x 2048 summed down columns, 1 float a element)
 //                and rms_norm_weight_grad (x and dy, 2), bytes read / time   vs the same copy_bw
-//   attention    AttentionKernels forward and backward (the dq kernel, then the shared key/value one), v2
-//                (a warp per query row) and v1 (a thread per row), at the decode shape (B 64, T 1, S 128,
-//                offset 127) and the training shape (B 64, T = S = 128), Hq = Hkv = 4, D 64, a key mask
-//                that allows every key; at the decode shape also v3 (keys across lanes, what Forward runs
-//                for T = 1; its backward is v2's); the least bytes each must move / time
-//                                                           vs the same copy_bw
+//   attention    attention forward and backward: v3 (keys across a warp's lanes), v2 (a warp per query row),
+//                v1 (a thread per row), all keeping P, at the decode shape (B 64, T 1, S 128, offset 127),
+//                the training shape (B 64, T = S = 128, Hq = Hkv = 4) and the long one (B 8, T = S = 512,
+//                Hq = Hkv = 12; no v1); and v4 (FlashAttentionKernels, tiled, keeps L; what Op.Attention
+//                runs for T > 1) at the training and long shapes; D 64, a key mask that allows every key;
+//                the least bytes v1-v3 must move / time    vs the same copy_bw;
+//                causal FLOPs / time (tflops)              vs fp32 SGEMM's 51 TFLOP/s (GPU.md)
 //   train_step_fp32, generate   the model at the anchor's shapes (--shape small|mid)
 //                                                           vs its train_step_fp32 and generate_hf
 using Grpo.Compute;
@@ -134,10 +135,11 @@ public static class GpuBench
     }
 
     /// <summary>
-    /// Attention forward and backward, v2 and v1, at a decode step's shape and a training step's, and v3 at
-    /// the decode shape (its backward is v2's, timed again). Bytes are the least each call must move: forward
-    /// reads q, k, v and writes o and P; backward reads q, k, v, o, P and dO, writes dScores, and reads and
-    /// writes dq, dk and dv.
+    /// Attention forward and backward, v3, v2 and v1, at a decode step's shape and a training step's, and v4
+    /// (tiled, keeps L instead of P) at the training shapes. Bytes are the least each call must move for v1-v3:
+    /// forward reads q, k, v and writes o and P; backward reads q, k, v, o, P and dO, writes dScores, and reads
+    /// and writes dq, dk and dv. FLOPs (the tflops columns, for every version): the causal forward's two
+    /// products, 4 B H T S D / 2 (T = S), and 2.5 times that for the backward (five products, P recomputed).
     /// </summary>
     public static IEnumerable<Dictionary<string, object>> Attention(Device device, int reps = 20)
     {
@@ -161,19 +163,25 @@ public static class GpuBench
             using var dq = device.Zeros<float>(qSize);
             using var dk = device.Zeros<float>(kvSize);
             using var dv = device.Zeros<float>(kvSize);
+            using var logSumExp = device.Pool.Rent<float>((long)B * heads * T);
+            using var delta = device.Pool.Rent<float>((long)B * heads * T);
+            double forwardFlops = 4.0 * B * heads * T * S * D / (T == S ? 2 : 1), backwardFlops = 2.5 * forwardFlops;
             long forwardBytes = sizeof(float) * (2 * qSize + 2 * kvSize + pSize);
             long backwardBytes = sizeof(float) * (5 * qSize + 6 * kvSize + 2 * pSize);
-            foreach (string version in name == "long" ? new[] { "v3", "v2" } : new[] { "v3", "v2", "v1" })
+            string[] versions = name switch { "decode" => ["v3", "v2", "v1"], "train" => ["v4", "v3", "v2", "v1"], _ => ["v4", "v3", "v2"] };
+            foreach (string version in versions)
             {
                 void Forward()
                 {
-                    if (version == "v1") AttentionKernels.ForwardV1(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
+                    if (version == "v4") FlashAttentionKernels.Forward(device, q.View, k.View, v.View, mask.View, output.View, logSumExp.View, a);
+                    else if (version == "v1") AttentionKernels.ForwardV1(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
                     else if (version == "v2") AttentionKernels.ForwardV2(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
                     else AttentionKernels.Forward(device, q.View, k.View, v.View, mask.View, output.View, probs.View, a);
                 }
                 void Backward()
                 {
-                    if (version == "v1") AttentionKernels.BackwardV1(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
+                    if (version == "v4") FlashAttentionKernels.Backward(device, q.View, k.View, v.View, mask.View, output.View, logSumExp.View, dOutput.View, delta.View, dq.View, dk.View, dv.View, a);
+                    else if (version == "v1") AttentionKernels.BackwardV1(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
                     else if (version == "v2") AttentionKernels.BackwardV2(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
                     else AttentionKernels.Backward(device, q.View, k.View, v.View, output.View, probs.View, dOutput.View, dScores.View, dq.View, dk.View, dv.View, a);
                 }
@@ -183,6 +191,7 @@ public static class GpuBench
                     ["fig"] = "attention", ["shape"] = name, ["version"] = version,
                     ["forward_us"] = Math.Round(forward * 1e6, 1), ["backward_us"] = Math.Round(backward * 1e6, 1),
                     ["forward_gbps"] = Math.Round(forwardBytes / forward / 1e9, 1), ["backward_gbps"] = Math.Round(backwardBytes / backward / 1e9, 1),
+                    ["forward_tflops"] = Math.Round(forwardFlops / forward / 1e12, 2), ["backward_tflops"] = Math.Round(backwardFlops / backward / 1e12, 2),
                 };
             }
         }

@@ -150,7 +150,10 @@ public static partial class Op
     }
 
     /// <summary>
-    /// The GPU path (Compute/Kernels/AttentionKernels.cs): one warp per query row computes its
+    /// The GPU path. Several queries a sequence (training, prefill) with a head of at most 64 take v4
+    /// (Compute/Kernels/FlashAttentionKernels.cs): tiles of queries and keys in shared memory, an online
+    /// softmax, and only O and the log-sum-exp L (B, Hq, T) kept for the backward, which recomputes P.
+    /// Otherwise (decoding, T = 1) v3 (AttentionKernels.cs): one warp per query row computes its
     /// scores, softmax and output and keeps P (B, Hq, T, S) for the backward; the backward is one
     /// warp per query row (dq, and dS) and one thread per key element (dk, dv).
     /// </summary>
@@ -159,6 +162,7 @@ public static partial class Op
     {
         var device = q.Device;
         var shape = new AttentionShape { B = B, T = T, S = S, Hq = Hq, Hkv = Hkv, D = D, Offset = offset, HasMask = keyMask == null ? 0 : 1, Scale = scale };
+        if (T > 1 && FlashAttentionKernels.Supports(shape, q.View, k.View, v.View)) return FlashAttentionOnDevice(q, k, v, keyMask, shape);
         var output = Tensor.Empty(device, [B, T, Hq, D]);
         var probs = new DeviceArray(device, (long)B * Hq * T * S);
         AttentionKernels.Forward(device, q.View, k.View, v.View, device.Indices(keyMask == null ? [1] : Array.ConvertAll(keyMask, m => m ? 1 : 0)),
@@ -175,6 +179,29 @@ public static partial class Op
             probs.Release();
         });
         if (!output.RequiresGrad) probs.Release();
+        return output;
+    }
+
+    /// <summary>v4 forward and backward; the mask goes up again by content in the backward (Device.Indices keeps a few).</summary>
+    private static Tensor FlashAttentionOnDevice(Tensor q, Tensor k, Tensor v, bool[]? keyMask, AttentionShape shape)
+    {
+        var device = q.Device;
+        int[] mask = keyMask == null ? [1] : Array.ConvertAll(keyMask, m => m ? 1 : 0);
+        var output = Tensor.Empty(device, [shape.B, shape.T, shape.Hq, shape.D]);
+        var logSumExp = new DeviceArray(device, (long)shape.B * shape.Hq * shape.T);   // (B, Hq, T)
+        FlashAttentionKernels.Forward(device, q.View, k.View, v.View, device.Indices(mask), output.View, logSumExp.View, shape);
+        Autograd.Record(output, [q, k, v], () =>
+        {
+            using var delta = device.Pool.Rent<float>(logSumExp.Length);
+            // A gradient not wanted goes to a scratch buffer (the kernels write all three).
+            using var scratchQ = q.RequiresGrad ? null : device.Zeros<float>(q.Size);
+            using var scratchK = k.RequiresGrad ? null : device.Zeros<float>(k.Size);
+            using var scratchV = v.RequiresGrad ? null : device.Zeros<float>(v.Size);
+            FlashAttentionKernels.Backward(device, q.View, k.View, v.View, device.Indices(mask), output.View, logSumExp.View, output.GradView(),
+                delta.View, scratchQ?.View ?? q.GradView(), scratchK?.View ?? k.GradView(), scratchV?.View ?? v.GradView(), shape);
+            logSumExp.Release();
+        });
+        if (!output.RequiresGrad) logSumExp.Release();
         return output;
     }
 }

@@ -31,7 +31,8 @@
 //      backward of the same shape (AttentionQueryBackwardLanesKernel: dscore_s by lane j's own dot,
 //      dq += dscore_s k_s with lanes over d). BackwardV2 keeps v2's.
 //   The key/value backward (one thread per k element, about 1 ms a layer in training) is v1 for all.
-// Next: a tiled flash-attention kernel (keys in shared memory, several keys per step for overlap).
+// v4 (FlashAttentionKernels.cs, FlashAttentionBackward.cs): tiled, FlashAttention-2 style, keeping L instead
+// of P; what Ops/Attention.cs runs for T > 1 (training, prefill). v1-v3 stay for decoding and the bench.
 // Launchers take device views (a device-resident step calls them without host round trips);
 // Host.* (upload, run, download) is for the tests and `grpo check`.
 // Tests: Grpo.Tests/Compute/AttentionKernelTests.cs, PtxCompileTests.cs; `grpo check`.
