@@ -1,9 +1,10 @@
 // The GPU figures of `grpo bench --device cuda`: the kernels timed on buffers resident on the device
 // (uploaded once), after a warm-up launch, between two synchronizations, so neither compilation nor
 // transfers are counted. Figures and their peers in shared/bench/torch_gpu_anchor.py (same card):
-//   sgemm_fp32   C = A @ B, n = 4096, 2 n^3 flops, the launcher's kernel (v3, layouts compiled in);
-//                sgemm_fp32_v1 / _v2 the older versions; sgemm_fp32_nt (x @ W^T) and sgemm_fp32_v3_tn
-//                (A^T @ B, a weight gradient's layout) the other layouts; each with the driver's registers
+//   sgemm_fp32   C = A @ B, n = 4096, 2 n^3 flops, the launcher's kernel (v4, layouts compiled in, k-step 16);
+//                sgemm_fp32_v1 / _v2 / _v3 the older versions; sgemm_fp32_nt (x @ W^T) and sgemm_fp32_v4_tn
+//                (A^T @ B, a weight gradient's layout) the other layouts, _v3_nt / _v3_tn the same by v3;
+//                each with the driver's registers a thread
 //                                                           vs cuBLAS fp32 SGEMM, 51 TFLOP/s
 //   sgemm_fp32_v1  the same product by v1 (scalar loads), to show the step from v1 to v2
 //   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time, by the
@@ -45,18 +46,17 @@ public static class GpuBench
             ("sgemm_fp32", () => MatMulKernels.MatMul(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
             ("sgemm_fp32_v2", () => MatMulKernels.MatMulV2(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
             ("sgemm_fp32_v1", () => MatMulKernels.MatMulV1(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
+            ("sgemm_fp32_v3", () => MatMulKernels.MatMulV3(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
             ("sgemm_fp32_v3_nt", () => MatMulKernels.MatMulV3(device, a.View, false, b.View, true, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
             ("sgemm_fp32_v3_tn", () => MatMulKernels.MatMulV3(device, a.View, true, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
             ("sgemm_fp32_nt", () => MatMulKernels.MatMul(device, a.View, false, b.View, true, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
-            ("sgemm_fp32_v4", () => MatMulKernels.MatMulV4(device, a.View, false, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
-            ("sgemm_fp32_v4_nt", () => MatMulKernels.MatMulV4(device, a.View, false, b.View, true, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
             ("sgemm_fp32_v4_tn", () => MatMulKernels.MatMulV4(device, a.View, true, b.View, false, c.View, 1, n, n, n, sharedB: true, accumulate: false)),
         };
         var kernelNames = new Dictionary<string, string>
         {
-            ["sgemm_fp32"] = "matmul_v3_nn", ["sgemm_fp32_v2"] = "matmul_f4", ["sgemm_fp32_v1"] = "matmul",
-            ["sgemm_fp32_v3_nt"] = "matmul_v3_nt", ["sgemm_fp32_v3_tn"] = "matmul_v3_tn", ["sgemm_fp32_nt"] = "matmul_v3_nt",
-            ["sgemm_fp32_v4"] = "matmul_v4_nn", ["sgemm_fp32_v4_nt"] = "matmul_v4_nt", ["sgemm_fp32_v4_tn"] = "matmul_v4_tn",
+            ["sgemm_fp32"] = "matmul_v4_nn", ["sgemm_fp32_v3"] = "matmul_v3_nn", ["sgemm_fp32_v2"] = "matmul_f4", ["sgemm_fp32_v1"] = "matmul",
+            ["sgemm_fp32_v3_nt"] = "matmul_v3_nt", ["sgemm_fp32_v3_tn"] = "matmul_v3_tn", ["sgemm_fp32_nt"] = "matmul_v4_nt",
+            ["sgemm_fp32_v4_tn"] = "matmul_v4_tn",
         };
         foreach (var (fig, launch) in versions)
         {

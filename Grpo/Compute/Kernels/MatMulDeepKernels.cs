@@ -6,8 +6,9 @@
 // k instead of per 8, with twice the multiply-adds between barriers to hide the next loads behind.
 // What changed: each thread fetches two Float4 of each slice (along k: rows t / 4 and 64 + t / 4,
 // k 4 (t % 4); along rows: k t / 32 and 8 + t / 32, rows 4 (t % 32)); shared memory 32 KB a group
-// (two groups an SM still fit). Registers: (to be filled).
-// Measured: (to be filled from `grpo bench --device cuda`, figures sgemm_fp32_v4*).
+// (two groups an SM still fit). Registers: 120 to 122 (v3: 106).
+// Measured on the H200 at 4096^3 (`grpo bench --device cuda`, one run): A @ B 35.7 TFLOP/s (v3 29.2),
+// x @ W^T 34.2 (29.0), A^T @ B 36.7 (34.0); cuBLAS fp32 51. The launcher's choice since.
 // Tests: Grpo.Tests/Compute/MatMulKernelTests.cs (v4 at the four layouts vs the CPU), PtxCompileTests.cs.
 using ILGPU;
 using ILGPU.Runtime;

@@ -27,10 +27,12 @@
 //   both views starting at a multiple of 4 floats; otherwise the launcher falls back to v1.
 //   Expected ~36 TFLOP/s per shared/GPU.md's prototype; measured on the H200 at 4096^3: 27.9 TFLOP/s
 //   (0.55x cuBLAS; v1 12.3 in the same run), 96 registers a thread (so not an occupancy limit).
-// v3 MatMulLayoutKernel (MatMulLayoutKernels.cs, the launcher's choice where v2's Float4 loads are
-//   allowed): v2 with each operand's layout a type parameter. Measured at 4096^3: A @ B 29.2 TFLOP/s,
+// v3 MatMulLayoutKernel (MatMulLayoutKernels.cs): v2 with each operand's layout a type parameter. Measured at 4096^3: A @ B 29.2 TFLOP/s,
 //   x @ W^T 29.1, A^T @ B 34.0 (v2 27.9 and 27.6 in the same run): an operand stored along k, whose
 //   slice is transposed on its way into shared memory and read 32 bytes a row, is the slower side.
+// v4 MatMulDeepKernel (MatMulDeepKernels.cs, the launcher's choice where Float4 loads are allowed): v3
+//   with a k-step of 16. Measured at 4096^3 in the same run: A @ B 35.7 TFLOP/s (0.70x cuBLAS),
+//   x @ W^T 34.2, A^T @ B 36.7; 120 to 122 registers (two groups an SM still fit).
 // skinny (MatMulSkinnyKernel, the launcher's choice for x @ W^T with at most 128 rows: sampling's
 //   decode steps): a warp per 8 rows x 1 column, lanes along K, shuffles to sum (MatMulSmallShapes.cs).
 // v3 split-K (MatMulSplitK in MatMulSmallShapes.cs, the launcher's choice for A^T B with few output tiles and a long K, as in
@@ -334,7 +336,7 @@ public static partial class MatMulKernels
             LaunchSkinny(device, a, b, c, m, k, n, accumulate);
             return;
         }
-        int version = UsesVectorLoads(a, transposeA, b, transposeB, m, k, n) ? 3 : 1;
+        int version = UsesVectorLoads(a, transposeA, b, transposeB, m, k, n) ? 4 : 1;
         Launch(device, version, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
     }
 
@@ -366,6 +368,7 @@ public static partial class MatMulKernels
         var config = new KernelConfig(grid, new Index3D(ThreadsPerGroup, 1, 1));
         var kernel = version switch
         {
+            4 => DeepKernel(device, transposeA, transposeB),
             3 => LayoutKernel(device, transposeA, transposeB),
             2 => device.Kernels.Get("matmul_f4", LoadV2),
             _ => device.Kernels.Get("matmul", LoadV1),

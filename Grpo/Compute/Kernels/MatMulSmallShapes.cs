@@ -267,14 +267,14 @@ public static partial class MatMulKernels
         using var partial = device.Pool.Rent<float>((long)splits * m * n);   // (splits, m, n)
         var aChunks = a.SubView(0, (long)covered * m);
         var bChunks = b.SubView(0, (long)covered * n);
-        Launch(device, UsesVectorLoads(aChunks, true, bChunks, false, m, chunk, n) ? 3 : 1, aChunks, true, bChunks, false,
+        Launch(device, UsesVectorLoads(aChunks, true, bChunks, false, m, chunk, n) ? 4 : 1, aChunks, true, bChunks, false,
             partial.View, splits, m, chunk, n, sharedB: false, accumulate: false);
         ReduceKernels.SumAxis(device, partial.View, c, 1, splits, m * n, 1f, accumulate);
         if (covered < k)
         {
             var aTail = a.SubView((long)covered * m, (long)(k - covered) * m);
             var bTail = b.SubView((long)covered * n, (long)(k - covered) * n);
-            Launch(device, UsesVectorLoads(aTail, true, bTail, false, m, k - covered, n) ? 3 : 1, aTail, true, bTail, false,
+            Launch(device, UsesVectorLoads(aTail, true, bTail, false, m, k - covered, n) ? 4 : 1, aTail, true, bTail, false,
                 c, 1, m, k - covered, n, sharedB: true, accumulate: true);
         }
     }
