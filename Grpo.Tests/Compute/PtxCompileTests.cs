@@ -49,6 +49,7 @@ public class PtxCompileTests
             "AdamWKernel", "ArgMaxKernel", "TemperatureSoftmaxKernel", "MinPKernel", "DrawKernel",
             "PolicyLossTokenKernel", "PolicyLossSumKernel", "PolicyLossBackwardKernel",
             "TensorCoreGemmKernel", "TensorCoreGemmV1Kernel", "ToBf16Kernel",
+            "ConvertKernel", "ConvertTransposedKernel", "FallbackGemmKernel", "EpilogueKernel",
         ];
         foreach (var expected in ported)
             Assert.Contains(expected, names);
