@@ -66,7 +66,7 @@ public static class DemoCommand
         if (demo.FromScratch)
         {
             // The warm-up is at most a tenth of the run, so a short --sft-steps still has room to train.
-            var sft = new SftSettings { Steps = demo.SftSteps, WarmupSteps = Math.Min(new SftSettings().WarmupSteps, demo.SftSteps / 10) };
+            var sft = new SftSettings { Steps = demo.SftSteps, WarmupSteps = Math.Min(new SftSettings().WarmupSteps, demo.SftSteps / 10), Precision = settings.Precision };
             policy = SftCommand.Train(sft, task, tokenizer, null, new RunOptions(Path.Combine(runDir, "sft")), out _, device);
         }
         else
