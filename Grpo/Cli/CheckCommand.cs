@@ -53,7 +53,7 @@ public static class CheckCommand
             }
             if (!PrecisionOption.TryParse(parse.GetValue(precision)!, out var matMulPrecision, out var precisionError))
             {
-                Console.Error.WriteLine($"error: {precisionError}");
+                parse.InvocationConfiguration.Error.WriteLine($"error: {precisionError}");
                 return 1;
             }
             using var opened = DeviceOption.Open(deviceName);
