@@ -86,7 +86,8 @@ public static partial class Op
         ArrayView<float> Slice(ArrayView<float> view, long stride, int s) => stride == 0 || steps == 1 ? view : view.SubView(s * stride, stride);
         void Product(ArrayView<float> x, bool tx, ArrayView<float> y, bool ty, ArrayView<float> z, int pm, int pk, int pn, bool accumulate)
         {
-            if (precision == MatMulPrecision.Bf16) Bf16MatMulKernels.MatMul(device, x, tx, y, ty, z, pm, pk, pn, accumulate);
+            // Past Covers' sizes (over 2^31 elements padded) the product runs in fp32, the one place it departs from the spec.
+            if (precision == MatMulPrecision.Bf16 && Bf16MatMulKernels.Covers(pm, pk, pn)) Bf16MatMulKernels.MatMul(device, x, tx, y, ty, z, pm, pk, pn, accumulate);
             else MatMulKernels.MatMul(device, x, tx, y, ty, z, 1, pm, pk, pn, sharedB: true, accumulate);
         }
 

@@ -20,6 +20,7 @@
 // accelerator in the tests) FallbackGemmKernel computes the same bf16-input, fp32-sum product with one
 // thread per output, so conversion, padding, transposes and epilogue are all tested without a GPU and
 // only the mma kernel itself differs on CUDA.
+// Sizes whose padded buffers pass int.MaxValue elements (Covers) are not taken: Op.MatMul runs them in fp32.
 // Tests: Grpo.Tests/Compute/Bf16MatMulTests.cs; on a GPU `grpo check --device cuda --precision bf16`.
 using ILGPU;
 using ILGPU.Runtime;
@@ -89,6 +90,14 @@ public static class Bf16MatMulKernels
         z[i] = accumulate != 0 ? z[i] + value : value;
     }
 
+    /// <summary>Whether MatMul takes these sizes: every padded buffer's length must fit a 1D launch (an int).</summary>
+    public static bool Covers(int m, int k, int n)
+    {
+        long mp = RoundUp(m, TensorCoreGemmKernels.Tile), np = RoundUp(n, TensorCoreGemmKernels.Tile);
+        long kp = RoundUp(Math.Max(k, 1), TensorCoreGemmKernels.KTile);
+        return mp * np <= int.MaxValue && mp * kp <= int.MaxValue && np * kp <= int.MaxValue;
+    }
+
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
     /// <summary>
@@ -99,6 +108,7 @@ public static class Bf16MatMulKernels
         ArrayView<float> z, int m, int k, int n, bool accumulate)
     {
         if (m == 0 || n == 0) return;
+        if (!Covers(m, k, n)) throw new ArgumentException($"bf16 matmul: M {m}, K {k}, N {n} pad past a 1D launch's {int.MaxValue} elements");
         int mp = RoundUp(m, TensorCoreGemmKernels.Tile), np = RoundUp(n, TensorCoreGemmKernels.Tile);
         int kp = RoundUp(Math.Max(k, 1), TensorCoreGemmKernels.KTile);
         using var a = device.Pool.Rent<ushort>((long)mp * kp);
