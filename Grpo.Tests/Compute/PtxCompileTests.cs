@@ -58,6 +58,7 @@ public class PtxCompileTests
             "AdamWKernel", "ArgMaxKernel", "TemperatureSoftmaxKernel", "MinPKernel", "DrawKernel", "DrawWarpKernel",
             "PolicyLossTokenKernel", "PolicyLossSumKernel", "PolicyLossBackwardKernel",
             "TensorCoreGemmKernel", "TensorCoreGemmV1Kernel", "ToBf16Kernel",
+            "ConvertKernel", "ConvertTransposedKernel", "FallbackGemmKernel", "EpilogueKernel",
         ];
         foreach (var expected in ported)
             Assert.Contains(expected, names);

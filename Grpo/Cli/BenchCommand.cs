@@ -105,10 +105,13 @@ public static class BenchCommand
     public static Dictionary<string, object> CpuTrainStep(int batch = 16, int seqLen = 64, int reps = 20) =>
         TrainStep(Device.Cpu, TransformerConfig.CpuBench, "cpu_train_step", batch, seqLen, reps);
 
-    /// <summary>The training step on any device (the GPU figure: train_step_fp32 at torch_gpu_anchor.py's shapes).</summary>
-    public static Dictionary<string, object> TrainStep(Device device, TransformerConfig config, string figure, int batch, int seqLen, int reps)
+    /// <summary>The training step on any device (the GPU figures: train_step_fp32 at torch_gpu_anchor.py's shapes, and
+    /// train_step_bf16 with the linear layers' matmuls in bf16).</summary>
+    public static Dictionary<string, object> TrainStep(Device device, TransformerConfig config, string figure, int batch, int seqLen, int reps,
+        MatMulPrecision precision = MatMulPrecision.Fp32)
     {
         var model = new Transformer(config, seed: 0).To(device);
+        model.Precision = precision;
         var optimizer = new AdamW(model.Parameters, learningRate: 1e-3);
         var rng = new Rng(0);
         var tokens = Enumerable.Range(0, batch * seqLen).Select(_ => rng.NextInt(config.VocabSize)).ToArray();

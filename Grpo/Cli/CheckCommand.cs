@@ -1,4 +1,4 @@
-// `grpo check [--device cuda|cpu-accelerator] [--sizes realistic|small] [--seed N]`: every ported
+// `grpo check [--device cuda|cpu-accelerator] [--sizes realistic|small] [--seed N] [--precision fp32|bf16]`: every ported
 // kernel run on the device and compared with the CPU reference (Grpo.Ops, the spec), llm.c style:
 // one line per output tensor with its max abs difference, that difference relative to the tensor's
 // largest value, the tolerance, and OK or NOT OK. Exit code 1 if anything is NOT OK, or when the
@@ -16,7 +16,9 @@
 // The ops' kernels (forward and backward), AdamW, the sampler and the GRPO loss are in CheckOpCases.cs;
 // a whole training step, GRPO step and sampling of the small model in CheckModelCases.cs; the bf16
 // tensor-core GEMM (CUDA only: skipped elsewhere) in CheckTensorCoreCases.cs, last, because a fault in
-// its inline PTX would spoil the CUDA context for every case after it.
+// its inline PTX would spoil the CUDA context for every case after it. --precision bf16 runs instead the
+// bf16 matmul (CheckBf16Cases.cs) and the training and GRPO steps with the model in bf16 (CheckModelCases.cs),
+// each against the CPU bf16 spec.
 using System.CommandLine;
 using System.Diagnostics;
 using Grpo.Compute;
@@ -37,8 +39,9 @@ public static class CheckCommand
         var device = DeviceOption.Create("cuda", "cpu-accelerator");
         var sizes = new Option<string>("--sizes") { Description = "realistic|small (default: realistic on cuda, small on cpu-accelerator)" };
         var seed = new Option<ulong>("--seed") { Description = "seed of the random inputs", DefaultValueFactory = _ => 1UL };
+        var precision = PrecisionOption.Create();
         var command = new Command("check", "Run every GPU kernel against the CPU reference and print max abs/rel error, OK or NOT OK")
-            { device, sizes, seed };
+            { device, sizes, seed, precision };
         command.SetAction(parse =>
         {
             string deviceName = parse.GetValue(device)!;
@@ -46,6 +49,11 @@ public static class CheckCommand
             if (sizeName is not (null or "realistic" or "small"))
             {
                 Console.Error.WriteLine($"error: --sizes must be realistic or small, not '{sizeName}'");
+                return 1;
+            }
+            if (!PrecisionOption.TryParse(parse.GetValue(precision)!, out var matMulPrecision, out var precisionError))
+            {
+                parse.InvocationConfiguration.Error.WriteLine($"error: {precisionError}");
                 return 1;
             }
             using var opened = DeviceOption.Open(deviceName);
@@ -59,26 +67,36 @@ public static class CheckCommand
                 return 1;
             }
             bool small = sizeName == "small" || (sizeName == null && opened.Kind == DeviceKind.CpuAccelerator);
-            return Run(opened, small, parse.GetValue(seed));
+            return Run(opened, small, parse.GetValue(seed), matMulPrecision);
         });
         return command;
     }
 
     /// <summary>Runs every case and prints its line; returns 0 when all are OK, else 1.</summary>
-    public static int Run(Device device, bool small, ulong seed)
+    public static int Run(Device device, bool small, ulong seed, MatMulPrecision precision = MatMulPrecision.Fp32)
     {
         Console.WriteLine($"device: {device.Description}");
-        Console.WriteLine($"reference: CPU ({Environment.ProcessorCount} threads), sizes: {(small ? "small" : "realistic")}, seed {seed}");
+        Console.WriteLine($"reference: CPU ({Environment.ProcessorCount} threads), sizes: {(small ? "small" : "realistic")}, seed {seed}, precision {precision.ToString().ToLowerInvariant()}");
         Console.WriteLine("rel = max abs / max |reference|; scaled (s) OK when rel <= tol, element-wise (e) OK when every |diff| <= tol |ref| + 1e-6");
         Console.WriteLine($"{"kernel",-12} {"what",-40} {"shape",-34} {"max abs",10} {"rel",10} {"tol",9}  result");
         var watch = Stopwatch.StartNew();
         int ok = 0, notOk = 0;
         // The tensor-core GEMM is inline PTX: it runs on CUDA only, so elsewhere its cases are not run at all.
         bool cuda = device.Kind == DeviceKind.Cuda;
-        if (!cuda) Console.WriteLine("tc_gemm, to_bf16: skipped (inline PTX runs only on CUDA)");
-        var tensorCore = cuda ? CheckTensorCoreCases.Cases(new Rng(seed + 3), small) : [];
-        foreach (var check in Cases(new Rng(seed), small).Concat(CheckOpCases.Cases(new Rng(seed + 1), small))
-                     .Concat(CheckModelCases.Cases(new Rng(seed + 2), small)).Concat(tensorCore))
+        IEnumerable<Case> cases;
+        if (precision == MatMulPrecision.Bf16)
+        {
+            if (!cuda) Console.WriteLine("bf16 matmul: the plain bf16 GEMM stands in for the tensor cores (inline PTX runs only on CUDA)");
+            cases = CheckBf16Cases.Cases(new Rng(seed + 4), small).Concat(CheckModelCases.Cases(new Rng(seed + 2), small, precision));
+        }
+        else
+        {
+            if (!cuda) Console.WriteLine("tc_gemm, to_bf16: skipped (inline PTX runs only on CUDA)");
+            var tensorCore = cuda ? CheckTensorCoreCases.Cases(new Rng(seed + 3), small) : [];
+            cases = Cases(new Rng(seed), small).Concat(CheckOpCases.Cases(new Rng(seed + 1), small))
+                .Concat(CheckModelCases.Cases(new Rng(seed + 2), small)).Concat(tensorCore);
+        }
+        foreach (var check in cases)
         {
             string verdict;
             double maxAbs = double.NaN, relative = double.NaN;

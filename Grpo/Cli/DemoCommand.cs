@@ -66,7 +66,7 @@ public static class DemoCommand
         if (demo.FromScratch)
         {
             // The warm-up is at most a tenth of the run, so a short --sft-steps still has room to train.
-            var sft = new SftSettings { Steps = demo.SftSteps, WarmupSteps = Math.Min(new SftSettings().WarmupSteps, demo.SftSteps / 10) };
+            var sft = new SftSettings { Steps = demo.SftSteps, WarmupSteps = Math.Min(new SftSettings().WarmupSteps, demo.SftSteps / 10), Precision = settings.Precision };
             policy = SftCommand.Train(sft, task, tokenizer, null, new RunOptions(Path.Combine(runDir, "sft")), out _, device);
         }
         else
@@ -77,6 +77,7 @@ public static class DemoCommand
             AnsiConsole.MarkupLine($"warm start: {Markup.Escape(WarmStartFolder)} ({policy.Config.ParameterCount() / 1e6:F2}M parameters, made by `grpo sft`, see README)");
         }
 
+        policy.Precision = settings.Precision;   // the evaluation before GRPO multiplies as the training and the one after do
         var heldOut = task.HeldOut(demo.EvalProblems);
         var ks = new[] { 1, 4, 16, 64 }.Where(k => k <= demo.EvalSamples).ToArray();
         EvalResult Evaluate(string title)

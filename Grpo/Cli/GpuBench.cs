@@ -25,6 +25,9 @@
 //                causal FLOPs / time (tflops)              vs fp32 SGEMM's 51 TFLOP/s (GPU.md)
 //   train_step_fp32, generate   the model at the anchor's shapes (--shape small|mid)
 //                                                           vs its train_step_fp32 and generate_hf
+//   train_step_bf16  the same training step with the linear layers' matmuls in bf16 on tensor cores
+//                (Transformer.Precision; Compute/Kernels/Bf16MatMulKernels.cs): no peer (the anchor's step is
+//                fp32); read it against train_step_fp32 on the line before
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
 using Grpo.Model;
@@ -199,7 +202,7 @@ public static class GpuBench
 
     /// <summary>
     /// The model figures at torch_gpu_anchor.py's shapes, same names: train_step_fp32 (forward, cross-entropy,
-    /// backward, AdamW; 64 x 128 tokens small, 64 x 512 mid) and generate (64 prompts of 32 random
+    /// backward, AdamW; 64 x 128 tokens small, 64 x 512 mid), train_step_bf16 (the same in bf16) and generate (64 prompts of 32 random
     /// tokens, 96 new at temperature 1, the anchor's generate_hf).
     /// </summary>
     public static IEnumerable<Dictionary<string, object>> Model(Device device, bool mid, bool train = true, bool generate = true)
@@ -211,6 +214,9 @@ public static class GpuBench
             var step = BenchCommand.TrainStep(device, config, "train_step_fp32", 64, mid ? 512 : 128, mid ? 5 : 20);
             step["shape"] = shape;
             yield return step;
+            var bf16 = BenchCommand.TrainStep(device, config, "train_step_bf16", 64, mid ? 512 : 128, mid ? 5 : 20, MatMulPrecision.Bf16);
+            bf16["shape"] = shape;
+            yield return bf16;
         }
         if (generate)
         {

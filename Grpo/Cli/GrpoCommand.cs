@@ -72,6 +72,7 @@ public static class GrpoCommand
     public static List<GrpoStepMetrics> Train(Transformer policy, IRlTask task, ITokenizer tokenizer, GrpoSettings settings, RunOptions run)
     {
         settings.Validate();
+        policy.Precision = settings.Precision;
         if (policy.Config.VocabSize < tokenizer.VocabSize)
             throw new ArgumentException($"the model's vocabulary ({policy.Config.VocabSize}) is smaller than the tokenizer's ({tokenizer.VocabSize})");
         if (settings.MaxNewTokens >= policy.Config.MaxSeqLen)

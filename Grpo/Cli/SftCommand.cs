@@ -48,6 +48,8 @@ public sealed class SftSettings
     public ulong Seed { get; set; } = 1;
     [Description("context length (most tokens of prompt + solution) of a fresh model; 0: the preset's")]
     public int ContextLength { get; set; } = 0;
+    [Description("matmul precision of the linear layers: fp32 or bf16 (bf16 operands, fp32 sums; weights and AdamW stay fp32)")]
+    public Grpo.Ops.MatMulPrecision Precision { get; set; } = Grpo.Ops.MatMulPrecision.Fp32;
 
     /// <summary>Checks ranges; throws ArgumentException with one line naming the setting.</summary>
     public void Validate()
@@ -123,6 +125,7 @@ public static class SftCommand
         if (model.Config.VocabSize < tokenizer.VocabSize)
             throw new ArgumentException($"the model's vocabulary ({model.Config.VocabSize}) is smaller than the tokenizer's ({tokenizer.VocabSize})");
         model = model.To(device ?? Device.Cpu);
+        model.Precision = settings.Precision;
         var optimizer = new AdamW(model.Parameters, settings.LearningRate, weightDecay: settings.WeightDecay);
         var schedule = LrSchedule.WarmupCosine(settings.LearningRate, settings.MinLearningRate, settings.WarmupSteps, settings.Steps);
         var trainer = new SftTrainer(model, optimizer, schedule, tokenizer.Pad, settings.MaxGradNorm);

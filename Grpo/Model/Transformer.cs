@@ -35,6 +35,10 @@ public sealed class Transformer
     /// <summary>Where the parameters live.</summary>
     public Device Device { get; }
 
+    /// <summary>What the linear layers (q, k, v, o, gate, up, down, lm_head) multiply in (Ops/MatMulPrecision.cs);
+    /// everything else stays fp32. Fp32 unless set; a copy (CopyTo) keeps it.</summary>
+    public MatMulPrecision Precision { get; set; } = MatMulPrecision.Fp32;
+
     /// <summary>Every trainable tensor with its Hugging Face name, in state-dict order.</summary>
     public IReadOnlyList<(string Name, Tensor Value)> Parameters { get; }
 
@@ -98,7 +102,7 @@ public sealed class Transformer
     /// <summary>A copy of the weights on device (a new model, even on the same device).</summary>
     public Transformer CopyTo(Device device)
     {
-        var copy = new Transformer(Config, null, device);
+        var copy = new Transformer(Config, null, device) { Precision = Precision };
         for (int i = 0; i < Parameters.Count; i++) copy.Parameters[i].Value.CopyFrom(Parameters[i].Value);
         return copy;
     }
@@ -162,9 +166,9 @@ public sealed class Transformer
     }
 
     /// <summary>y = x W^T + b with W stored (out, in) as Hugging Face stores it.</summary>
-    private static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
+    private Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
-        var y = Op.MatMul(x, weight, transposeB: true);
+        var y = Op.MatMul(x, weight, transposeB: true, precision: Precision);
         return bias is null ? y : Op.Add(y, bias);
     }
 

@@ -7,6 +7,11 @@
 //   dA' = dC @ B'^T      dB' = A'^T @ dC
 // and dA = dA' (or its transpose), likewise for B. A shared B sums dB' over the batch.
 // Every product ends in Compute/CpuGemm.Multiply. Tests: GradCheckTests (matmul), MatMulTests.
+// Precision (Ops/MatMulPrecision.cs): Fp32 by default. Bf16 rounds both operands of every product to
+// bf16 (8 significant bits; round to nearest even) and sums in fp32, forward and backward (the backward
+// rounds dC and the stored operands: dA' = bf16(dC) @ bf16(B')^T). The result and the gradients are fp32
+// tensors, so master weights and the optimizer stay fp32. The CPU code below is the spec; on a device
+// the products go to Compute/Kernels/Bf16MatMulKernels.cs (tensor cores on CUDA). Tests: Bf16MatMulTests.
 using System.Buffers;
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
@@ -16,7 +21,8 @@ namespace Grpo.Ops;
 
 public static partial class Op
 {
-    public static Tensor MatMul(Tensor a, Tensor b, bool transposeA = false, bool transposeB = false)
+    public static Tensor MatMul(Tensor a, Tensor b, bool transposeA = false, bool transposeB = false,
+        MatMulPrecision precision = MatMulPrecision.Fp32)
     {
         if (a.Rank < 2 || b.Rank < 2) throw new ArgumentException($"MatMul needs rank >= 2, got {ShapeText(a)} and {ShapeText(b)}");
         int m = transposeA ? a.Dim(-1) : a.Dim(-2), k = transposeA ? a.Dim(-2) : a.Dim(-1);
@@ -28,25 +34,27 @@ public static partial class Op
 
         var shape = a.Shape.ToArray();
         shape[^2] = m; shape[^1] = n;
-        if (OnGpu("MatMul", a, b)) return MatMulOnDevice(a, b, transposeA, transposeB, shape, batch, m, k, n, shared);
+        if (OnGpu("MatMul", a, b)) return MatMulOnDevice(a, b, transposeA, transposeB, shape, batch, m, k, n, shared, precision);
         var c = Tensor.Zeros(shape);
+        bool bf16 = precision == MatMulPrecision.Bf16;
+        float[] aData = bf16 ? RoundToBf16(a.Data) : a.Data, bData = bf16 ? RoundToBf16(b.Data) : b.Data;
         // A shared, untransposed-A product is one tall (batch*M, K) x (K, N) product.
         bool flatten = shared && !transposeA;
         int steps = flatten ? 1 : batch, rows = flatten ? batch * m : m;
         int aStride = m * k, bStride = shared ? 0 : k * n, cStride = m * n;
 
         for (int s = 0; s < steps; s++)
-            Product(a.Data.AsSpan(s * aStride), transposeA, b.Data.AsSpan(s * bStride), transposeB,
+            Product(aData.AsSpan(s * aStride), transposeA, bData.AsSpan(s * bStride), transposeB,
                 c.Data.AsSpan(s * cStride), rows, k, n, accumulate: false);
 
         Autograd.Record(c, [a, b], () =>
         {
-            var dC = c.Grad!;
+            var dC = bf16 ? RoundToBf16(c.Grad!) : c.Grad!;
             for (int s = 0; s < steps; s++)
             {
                 var dCs = dC.AsSpan(s * cStride);
-                var aS = a.Data.AsSpan(s * aStride);
-                var bS = b.Data.AsSpan(s * bStride);
+                var aS = aData.AsSpan(s * aStride);
+                var bS = bData.AsSpan(s * bStride);
                 if (a.RequiresGrad)
                 {
                     var dA = a.GradOrCreate().AsSpan(s * aStride);
@@ -64,9 +72,11 @@ public static partial class Op
         return c;
     }
 
-    /// <summary>The same product and backward on the GPU (Compute/Kernels/MatMulKernels.cs), batch by batch
-    /// as on the CPU, one launch for the flattened case.</summary>
-    private static Tensor MatMulOnDevice(Tensor a, Tensor b, bool transposeA, bool transposeB, int[] shape, int batch, int m, int k, int n, bool shared)
+    /// <summary>The same product and backward on the GPU (Compute/Kernels/MatMulKernels.cs in fp32, Bf16MatMulKernels.cs
+    /// in bf16: the same calls, any shape, which pads to its tiles), batch by batch as on the CPU, one product for the
+    /// flattened case (a linear layer's (B*T, K) x W^T).</summary>
+    private static Tensor MatMulOnDevice(Tensor a, Tensor b, bool transposeA, bool transposeB, int[] shape, int batch, int m, int k, int n, bool shared,
+        MatMulPrecision precision)
     {
         var device = a.Device;
         var c = Tensor.Empty(device, shape);
@@ -74,8 +84,12 @@ public static partial class Op
         int steps = flatten ? 1 : batch, rows = flatten ? batch * m : m;
         long aStride = (long)m * k, bStride = shared ? 0 : (long)k * n, cStride = (long)m * n;
         ArrayView<float> Slice(ArrayView<float> view, long stride, int s) => stride == 0 || steps == 1 ? view : view.SubView(s * stride, stride);
-        void Product(ArrayView<float> x, bool tx, ArrayView<float> y, bool ty, ArrayView<float> z, int pm, int pk, int pn, bool accumulate) =>
-            MatMulKernels.MatMul(device, x, tx, y, ty, z, 1, pm, pk, pn, sharedB: true, accumulate);
+        void Product(ArrayView<float> x, bool tx, ArrayView<float> y, bool ty, ArrayView<float> z, int pm, int pk, int pn, bool accumulate)
+        {
+            // Past Covers' sizes (over 2^31 elements padded) the product runs in fp32, the one place it departs from the spec.
+            if (precision == MatMulPrecision.Bf16 && Bf16MatMulKernels.Covers(pm, pk, pn)) Bf16MatMulKernels.MatMul(device, x, tx, y, ty, z, pm, pk, pn, accumulate);
+            else MatMulKernels.MatMul(device, x, tx, y, ty, z, 1, pm, pk, pn, sharedB: true, accumulate);
+        }
 
         for (int s = 0; s < steps; s++)
             Product(Slice(a.View, aStride, s), transposeA, Slice(b.View, bStride, s), transposeB, Slice(c.View, cStride, s), rows, k, n, accumulate: false);
@@ -103,6 +117,14 @@ public static partial class Op
             }
         });
         return c;
+    }
+
+    /// <summary>A copy of values, each rounded to the nearest bf16 (ties to even) and held as the float it stands for.</summary>
+    internal static float[] RoundToBf16(ReadOnlySpan<float> values)
+    {
+        var rounded = new float[values.Length];
+        for (int i = 0; i < values.Length; i++) rounded[i] = TensorCoreGemmKernels.FromBf16(TensorCoreGemmKernels.ToBf16(values[i]));
+        return rounded;
     }
 
     /// <summary>c (m, n) (+)= op(a) (m, k) @ op(b) (k, n); a transposed operand is stored (k, m) or (n, k).</summary>

@@ -64,6 +64,8 @@ public sealed class GrpoSettings
     public float FormatRewardWeight { get; set; } = 0f;
     [Description("random seed")]
     public ulong Seed { get; set; } = 1;
+    [Description("matmul precision of the linear layers: fp32 or bf16 (bf16 operands, fp32 sums; weights and AdamW stay fp32)")]
+    public Grpo.Ops.MatMulPrecision Precision { get; set; } = Grpo.Ops.MatMulPrecision.Fp32;
 
     /// <summary>The paper's settings (DeepSeekMath section 4.2), for a model and task that can bear them.</summary>
     public static GrpoSettings DeepSeekMath() => new()

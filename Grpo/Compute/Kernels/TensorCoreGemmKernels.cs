@@ -34,6 +34,8 @@
 // Shapes: M and N multiples of 128, K a multiple of 64, every view starting 16-byte aligned; the
 // launcher throws ArgumentException otherwise (no edge handling: this is the fast path, not the
 // general matmul, which stays MatMulKernels). CUDA only (inline PTX): NotSupportedException elsewhere.
+// Op.MatMul with MatMulPrecision.Bf16 reaches it through Bf16MatMulKernels.cs, which pads any shape to
+// these tiles, lays the operands out as A and Bt, and copies the result back.
 // Tests: Grpo.Tests/Compute/TensorCoreGemmTests.cs (PTX text, bf16 rounding), TensorCoreLayoutTests.cs (these
 // offsets driving a CPU simulation of ldmatrix and mma: the product comes out exact), PtxCompileTests.cs;
 // on a GPU: `grpo check --device cuda` (vs the CPU on the same bf16 inputs); speed: `grpo bench --device cuda`.
