@@ -86,6 +86,9 @@ internal static class CheckModelCases
     {
         "sft.loss" => 1e-3,
         "grpo.kl" => 5e-2,
+        // The loss is a mean of advantage-weighted ratios whose advantages sum to zero: a value near 0 made of
+        // terms of size ~1, so its error relative to itself is wide (H200: 1.2e-5 absolute, 1.2e-2 relative).
+        "grpo.loss" => 5e-2,
         _ when key.Contains(".weight.") => 5e-3,
         _ when key.Contains(".grad.") => 3e-2,
         _ => Math.Max(fp32Tolerance, 1e-2),
