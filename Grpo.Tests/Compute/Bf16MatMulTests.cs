@@ -68,6 +68,7 @@ public class Bf16MatMulTests(CpuAcceleratorFixture fixture)
     [InlineData(new[] { 5, 7 }, new[] { 7, 9 }, false, false)]          // plain
     [InlineData(new[] { 7, 5 }, new[] { 9, 7 }, true, true)]            // both transposed
     [InlineData(new[] { 2, 4, 6 }, new[] { 2, 6, 5 }, false, false)]    // batched B, batch by batch
+    [InlineData(new[] { 600, 12 }, new[] { 10, 12 }, false, true)]      // dW's K = 600 tokens: split-K in 2 (one tile, 10 k-tiles)
     public void DevicePathMatchesTheCpuBf16Spec(int[] aShape, int[] bShape, bool transposeA, bool transposeB)
     {
         var rng = new Random(aShape.Sum() + bShape.Sum());
@@ -87,6 +88,16 @@ public class Bf16MatMulTests(CpuAcceleratorFixture fixture)
         AssertClose(expected.C, actual.C, 1e-5f);
         AssertClose(expected.Da, actual.Da, 1e-5f);
         AssertClose(expected.Db, actual.Db, 1e-5f);
+    }
+
+    [Fact]
+    public void SplitKOnlyForFewTilesAndALongK()
+    {
+        // The test device has one multiprocessor: two tiles fill it.
+        Assert.Equal(2, Bf16MatMulKernels.SplitsFor(device, 128, 128, 640));    // 1 tile, 10 k-tiles: 2 chunks of 5
+        Assert.Equal(1, Bf16MatMulKernels.SplitsFor(device, 256, 128, 640));    // 2 tiles already
+        Assert.Equal(1, Bf16MatMulKernels.SplitsFor(device, 128, 128, 448));    // 7 k-tiles: too short
+        Assert.Equal(1, Bf16MatMulKernels.SplitsFor(device, 128, 128, 64 * 9)); // 9 k-tiles: 2 chunks would not be whole k-tiles
     }
 
     [Theory]

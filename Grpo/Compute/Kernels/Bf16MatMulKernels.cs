@@ -8,6 +8,10 @@
 //   2. the GEMM: C (Mp, Np) fp32 = A @ Bt^T (when m, n are already tile multiples and nothing is added
 //      to z, straight into z);
 //   3. epilogue: z[i, j] = C[i, j] (or += for gradient accumulation) for i < m, j < n.
+// Split-K (SplitsFor): a product with few output tiles and a long K (dW = dy^T x: a 256 x 256 weight is 4
+// tiles, K is every token of the batch) runs K's chunks as grid.Z of the one GEMM launch into partial
+// products, summed by ReduceKernels.SumAxis in a fixed order. Without it the small shape's bf16 training
+// step was slower than fp32's (13.1 ms against 11.5 on the H200: 4 groups each walking K = 8192).
 // A linear layer's three products, with x (rows, in), W (out, in), y = x W^T:
 //   forward  y  = x W^T      A = x,        Bt = W          (no transposes)
 //   dx       dx += dy W      A = dy,       Bt = W^T        (the weight transposed: small)
@@ -72,12 +76,14 @@ public static class Bf16MatMulKernels
     }
 
     /// <summary>c (m, n) = a (m, k) @ bt (n, k)^T on bf16 bit patterns with fp32 sums in k order: what the
-    /// tensor-core GEMM computes, for accelerators without tensor cores. One thread per output.</summary>
-    public static void FallbackGemmKernel(Index1D i, ArrayView<ushort> a, ArrayView<ushort> bt, ArrayView<float> c, int n, int k)
+    /// tensor-core GEMM computes, for accelerators without tensor cores. One thread per output; with split-K,
+    /// the sum over [k0, k0 + kCount) only.</summary>
+    public static void FallbackGemmKernel(Index1D i, ArrayView<ushort> a, ArrayView<ushort> bt, ArrayView<float> c, int n, int k,
+        int k0, int kCount)
     {
         long row = i / n, column = i % n;
         float sum = 0f;
-        for (int p = 0; p < k; p++)
+        for (int p = k0; p < k0 + kCount; p++)
             sum += TensorCoreGemmKernels.FromBf16(a[row * k + p]) * TensorCoreGemmKernels.FromBf16(bt[column * k + p]);
         c[i] = sum;
     }
@@ -118,28 +124,69 @@ public static class Bf16MatMulKernels
         Convert(device, x, transposeX, a.View, m, k, mp, kp);
         Convert(device, y, !transposeY, bt.View, n, k, np, kp);
 
+        int splits = SplitsFor(device, mp, np, kp);
+        if (splits > 1)
+        {
+            // Few output tiles and a long K (a weight gradient: K is every token of the batch): the chunks of K
+            // run as groups of one launch into partial products, summed in a fixed order (the same bits every run).
+            using var partial = device.Pool.Rent<float>((long)splits * mp * np);   // (splits, mp, np)
+            Gemm(device, a.View, bt.View, partial.View, mp, np, kp, splits);
+            if (mp == m && np == n)
+            {
+                ReduceKernels.SumAxis(device, partial.View, z.SubView(0, (long)m * n), 1, splits, m * n, 1f, accumulate);
+                return;
+            }
+            using var summed = device.Pool.Rent<float>((long)mp * np);
+            ReduceKernels.SumAxis(device, partial.View, summed.View, 1, splits, mp * np, 1f, accumulate: false);
+            Epilogue(device, summed.View, z, m, n, np, accumulate);
+            return;
+        }
         bool direct = !accumulate && mp == m && np == n && z.LoadEffectiveAddressAsPtr().ToInt64() % 16 == 0;
         PooledBuffer<float>? padded = direct ? null : device.Pool.Rent<float>((long)mp * np);
         var c = padded?.View ?? z;
         Gemm(device, a.View, bt.View, c, mp, np, kp);
         if (padded != null)
         {
-            var kernel = device.Kernels.Get("bf16_epilogue", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(EpilogueKernel));
-            kernel((int)((long)m * n), padded.View, z, n, np, accumulate ? 1 : 0);
+            Epilogue(device, padded.View, z, m, n, np, accumulate);
             padded.Dispose(); // later kernels on the one stream write it only after this one has read it
         }
     }
 
-    /// <summary>C (m, n) = A @ Bt^T: the tensor-core GEMM on CUDA, FallbackGemmKernel elsewhere.</summary>
-    public static void Gemm(Device device, ArrayView<ushort> a, ArrayView<ushort> bt, ArrayView<float> c, int m, int n, int k)
+    /// <summary>z (m, n) (+)= the top-left (m, n) of c (., paddedColumns).</summary>
+    private static void Epilogue(Device device, ArrayView<float> c, ArrayView<float> z, int m, int n, int paddedColumns, bool accumulate)
+    {
+        var kernel = device.Kernels.Get("bf16_epilogue", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(EpilogueKernel));
+        kernel((int)((long)m * n), c, z, n, paddedColumns, accumulate ? 1 : 0);
+    }
+
+    /// <summary>
+    /// How many chunks to cut K into: 1 unless the output has fewer 128 x 128 tiles than two a multiprocessor
+    /// and K has at least 8 k-tiles; then as many as fill the device, dividing K's k-tiles evenly.
+    /// </summary>
+    public static int SplitsFor(Device device, int mp, int np, int kp)
+    {
+        long tiles = (long)(mp / TensorCoreGemmKernels.Tile) * (np / TensorCoreGemmKernels.Tile);
+        long wanted = 2L * device.Accelerator.NumMultiprocessors;
+        int kTiles = kp / TensorCoreGemmKernels.KTile;
+        if (tiles >= wanted || kTiles < 8) return 1;
+        int target = (int)Math.Min((wanted + tiles - 1) / tiles, kTiles / 4);
+        for (int splits = target; splits > 1; splits--)
+            if (kTiles % splits == 0) return splits;
+        return 1;
+    }
+
+    /// <summary>C (splits, m, n) = A @ Bt^T over each of splits chunks of K: the tensor-core GEMM on CUDA, FallbackGemmKernel elsewhere.</summary>
+    public static void Gemm(Device device, ArrayView<ushort> a, ArrayView<ushort> bt, ArrayView<float> c, int m, int n, int k, int splits = 1)
     {
         if (device.Kind == DeviceKind.Cuda)
         {
-            TensorCoreGemmKernels.Gemm(device, a, bt, c, m, n, k);
+            TensorCoreGemmKernels.Gemm(device, a, bt, c, m, n, k, pipelined: true, splits);
             return;
         }
-        var kernel = device.Kernels.Get("bf16_gemm_fallback", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, int, int>(FallbackGemmKernel));
-        kernel((int)((long)m * n), a, bt, c, n, k);
+        var kernel = device.Kernels.Get("bf16_gemm_fallback", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, int, int, int, int>(FallbackGemmKernel));
+        int chunk = k / splits;
+        for (int split = 0; split < splits; split++)
+            kernel((int)((long)m * n), a, bt, c.SubView((long)split * m * n, (long)m * n), n, k, split * chunk, chunk);
     }
 
     /// <summary>dst (paddedRows, paddedColumns) = bf16 of the logical (rows, columns) src, stored transposed

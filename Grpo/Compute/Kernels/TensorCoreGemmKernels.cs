@@ -51,6 +51,8 @@ public struct TensorCoreGemmArgs
 {
     public long A, Bt, C;
     public int M, N, K;
+    /// <summary>Split-K (v2 only): grid.Z chunks of K / KSplits each, chunk z into C + z M N floats; 0 or 1 = none.</summary>
+    public int KSplits;
 }
 
 public static class TensorCoreGemmKernels
@@ -189,6 +191,9 @@ public static class TensorCoreGemmKernels
     private static ThreadLayout Layout(TensorCoreGemmArgs s)
     {
         var layout = LayoutOf(Group.IdxX, Grid.IdxY * Tile, Grid.IdxX * Tile, s);
+        long chunkBytes = (long)Grid.IdxZ * (s.K / Splits(s)) * 2;   // split-K: this group's chunk of K
+        layout.AChunk += chunkBytes;
+        layout.BChunk += chunkBytes;
         uint sharedBase;
         CudaAsm.Emit("mov.u32 %0, __dyn_shared_alloca;", out sharedBase);
         layout.SharedBase = sharedBase;
@@ -220,11 +225,13 @@ public static class TensorCoreGemmKernels
         return (rowBase + warp / 4 * 64 + lane / 4, columnBase + warp % 4 * 32 + 2 * (lane % 4));
     }
 
-    /// <summary>Writes the warp's 64 x 32 of C from the accumulators.</summary>
+    private static int Splits(TensorCoreGemmArgs s) => s.KSplits > 1 ? s.KSplits : 1;
+
+    /// <summary>Writes the warp's 64 x 32 of C (of split Grid.IdxZ's partial product) from the accumulators.</summary>
     private static void StoreC(TensorCoreGemmArgs s)
     {
         var (row, column) = StoreOrigin(Group.IdxX, Grid.IdxY * Tile, Grid.IdxX * Tile);
-        long at = s.C + ((long)row * s.N + column) * 4, tileRows = 16L * s.N * 4, eightRows = 8L * s.N * 4;
+        long at = s.C + ((long)Grid.IdxZ * s.M * s.N + (long)row * s.N + column) * 4, tileRows = 16L * s.N * 4, eightRows = 8L * s.N * 4;
         CudaAsm.Emit(StoreTile0, at, at + eightRows);
         CudaAsm.Emit(StoreTile1, at + tileRows, at + tileRows + eightRows);
         CudaAsm.Emit(StoreTile2, at + 2 * tileRows, at + 2 * tileRows + eightRows);
@@ -261,7 +268,7 @@ public static class TensorCoreGemmKernels
         CudaAsm.Emit(DeclareRegisters);
         CudaAsm.Emit(ZeroAccumulators);
         var t = Layout(s);
-        int kTiles = s.K / KTile;
+        int kTiles = s.K / Splits(s) / KTile;
         long rows = t.ChunkRowStride;
 
         // Prologue: tiles 0 .. Stages - 2 in flight, one commit group each (empty past the end).
@@ -320,23 +327,25 @@ public static class TensorCoreGemmKernels
     /// handle (shapes are checked first, on any device) and NotSupportedException on anything but CUDA.
     /// </summary>
     public static void Gemm(Device device, ArrayView<ushort> a, ArrayView<ushort> bt, ArrayView<float> c, int m, int n, int k,
-        bool pipelined = true)
+        bool pipelined = true, int kSplits = 1)
     {
         if (m <= 0 || n <= 0 || k <= 0 || m % Tile != 0 || n % Tile != 0 || k % KTile != 0)
             throw new ArgumentException($"tensor-core GEMM needs M and N multiples of {Tile} and K a multiple of {KTile}, got M {m}, N {n}, K {k}");
-        if (a.Length < (long)m * k || bt.Length < (long)n * k || c.Length < (long)m * n)
+        if (kSplits < 1 || k / KTile % kSplits != 0 || (kSplits > 1 && !pipelined))
+            throw new ArgumentException($"tensor-core GEMM: {kSplits} splits of K {k} (whole k-tiles each, v2 only)");
+        if (a.Length < (long)m * k || bt.Length < (long)n * k || c.Length < (long)kSplits * m * n)
             throw new ArgumentException($"tensor-core GEMM: views of {a.Length}, {bt.Length}, {c.Length} elements are too short for M {m}, N {n}, K {k}");
         if (device.Kind != DeviceKind.Cuda)
             throw new NotSupportedException($"the tensor-core GEMM is inline PTX and runs only on CUDA, not on {device.Name}");
         var args = new TensorCoreGemmArgs
         {
-            A = Address(a, "A"), Bt = Address(bt, "Bt"), C = Address(c, "C"), M = m, N = n, K = k,
+            A = Address(a, "A"), Bt = Address(bt, "Bt"), C = Address(c, "C"), M = m, N = n, K = k, KSplits = kSplits,
         };
         int sharedBytes = pipelined ? Stages * StageBytes : StageBytes;
         var kernel = pipelined
             ? device.Kernels.Get("tensor_core_gemm", acc => Load(acc, TensorCoreGemmKernel, sharedBytes))
             : device.Kernels.Get("tensor_core_gemm_v1", acc => Load(acc, TensorCoreGemmV1Kernel, sharedBytes));
-        var config = new KernelConfig(new Index3D(n / Tile, m / Tile, 1), new Index3D(ThreadsPerGroup, 1, 1),
+        var config = new KernelConfig(new Index3D(n / Tile, m / Tile, kSplits), new Index3D(ThreadsPerGroup, 1, 1),
             SharedMemoryConfig.RequestDynamic<byte>(sharedBytes));
         kernel(config, args);
     }
