@@ -49,6 +49,7 @@ public class PtxCompileTests
             "AdamWKernel", "ArgMaxKernel", "TemperatureSoftmaxKernel", "MinPKernel", "DrawKernel",
             "PolicyLossTokenKernel", "PolicyLossSumKernel", "PolicyLossBackwardKernel",
             "TensorCoreGemmKernel", "TensorCoreGemmV1Kernel", "ToBf16Kernel",
+            "DecodeLayerKernel", "DecodeHeadKernel",
         ];
         foreach (var expected in ported)
             Assert.Contains(expected, names);

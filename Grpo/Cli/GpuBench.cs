@@ -21,6 +21,8 @@
 //                                                           vs the same copy_bw
 //   train_step_fp32, generate   the model at the anchor's shapes (--shape small|mid)
 //                                                           vs its train_step_fp32 and generate_hf
+//   generate_unfused   generate with Transformer.FusedDecode off (the op-by-op decode step); both give
+//                launches_per_step, one cached one-token step's launches (the sampler's not counted)
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
 using Grpo.Model;
@@ -187,6 +189,9 @@ public static class GpuBench
             var figure = BenchCommand.Generate(device, config, "generate", 64, 32, 96, 3);
             figure["shape"] = shape;
             yield return figure;
+            var unfused = BenchCommand.Generate(device, config, "generate_unfused", 64, 32, 96, 3, fused: false);   // the op-by-op decode step
+            unfused["shape"] = shape;
+            yield return unfused;
         }
     }
 
