@@ -4,7 +4,7 @@
 // by layer 0's kernel. Host work a step: three small uploads (tokens, positions, the key mask as 0/1),
 // none per layer, and no download.
 // When: FusedDecode is set, the model is on an ILGPU device (CUDA or the CPU accelerator), T == 1,
-// widths divisible by 4 (Float4 loads), the row's vectors fit 48 KB of shared memory, and a layer's
+// widths and the head dimension divisible by 4 (Float4 loads), the row's vectors fit 48 KB of shared memory, and a layer's
 // weights are at most MaxFusedLayerBytes: every row's group re-reads the whole layer, which pays while
 // it stays in L2 (the small shape's 3.4 MB; the mid shape's 28 MB keeps the op-by-op path). lm_head is
 // fused under the same bound, else it stays Op.RmsNorm + Op.MatMul.
@@ -27,15 +27,17 @@ public sealed partial class Transformer
     public bool FusedDecode { get; set; } = true;
 
     /// <summary>Whether a cached forward of seqLen tokens a row through this cache takes the fused path.</summary>
-    public bool UsesFusedDecode(int seqLen, KvCache cache)
+    public bool UsesFusedDecode(int seqLen, KvCache cache) =>
+        FusedDecode && !Device.IsCpu && seqLen == 1 && FusedDecodeFits(Config, DecodeKernels.GroupThreads(Device.Accelerator) / 32, cache.Capacity);
+
+    /// <summary>Whether the fused kernels can run this shape (Float4 widths, 48 KB of shared memory) and it pays (a layer within MaxFusedLayerBytes).</summary>
+    internal static bool FusedDecodeFits(TransformerConfig c, int warps, int capacity)
     {
-        if (!FusedDecode || Device.IsCpu || seqLen != 1) return false;
-        var c = Config;
         int kvDim = c.KvHeads * c.HeadDim;
         long layerBytes = 4L * ((long)c.Dim * c.Dim * 2 + 2L * c.Dim * kvDim + 3L * c.Dim * c.FfnDim);
-        int warps = DecodeKernels.GroupThreads(Device.Accelerator) / 32;
-        long sharedBytes = 4L * DecodeKernels.LayerSharedFloats(c.Dim, kvDim, c.FfnDim, cache.Capacity, warps);
-        return c.Dim % 4 == 0 && c.FfnDim % 4 == 0 && warps > 0 && layerBytes <= MaxFusedLayerBytes && sharedBytes <= MaxFusedSharedBytes;
+        long sharedBytes = 4L * DecodeKernels.LayerSharedFloats(c.Dim, kvDim, c.FfnDim, capacity, warps);
+        return c.Dim % 4 == 0 && c.FfnDim % 4 == 0 && c.HeadDim % 4 == 0 && warps > 0
+            && layerBytes <= MaxFusedLayerBytes && sharedBytes <= MaxFusedSharedBytes;
     }
 
     /// <summary>Logits (B, 1, V) of one new token a row; writes its keys and values at cache.Length (the caller advances the cache).</summary>

@@ -15,15 +15,19 @@
 // ~0.1 ms of arithmetic; a row's work in a layer depends on no other row, so a group per row does it all.
 // Layout: the group's warps (Group.DimX / 32, 8 on CUDA) share the row's vectors in dynamic shared memory:
 //   partial sums (32) | x (C) | n (C) | q (C) | k (Hkv D) | v (Hkv D) | attended (C) | hidden (F) | scores (warps x capacity)
-// Linear: warp w computes outputs o = w, w + warps, ...; its lanes stride the weight row (W is (out, in),
-//   rows contiguous) four floats at a time (ld.global.v4) against n in shared memory, then a warp sum.
+// Linear: warp w computes blocks of eight outputs (w, w + warps, ... in blocks); its lanes stride the eight
+//   weight rows (W is (out, in), rows contiguous) four floats at a time (ld.global.v4) against n in shared
+//   memory, then eight warp sums. Eight rows' loads in flight a lane: a group's layer is a chain of such
+//   blocks (about 44 a warp at the small shape), each about one L2 round trip, so latency is what counts.
 // RoPE: the pairs (i, i + D/2) of every head of q and k, with the Rope op's device table (same numbers).
 // Attention: a warp per query head h (kv head h / (Hq / Hkv)); lanes take keys s = lane, lane + 32, ...
-//   <= Length, whole dots, masked key -inf, scores kept in the warp's shared row; max and sum by warp
-//   shuffles; then o[d] = sum_s p_s v_s[d] with lanes over d. No allowed key: o = 0 (as Ops/Attention.cs).
+//   <= Length, whole dots (keys read as Float4), masked key -inf, scores kept in the warp's shared row;
+//   max and sum by warp shuffles; then o[d] = sum_s p_s v_s[d] with lanes over d, four keys a step.
+//   No allowed key: o = 0 (as Ops/Attention.cs).
 // The new k, v are written to the cache at position Length and read back from there (a barrier orders
 // global memory within a group).
-// Versions: v1 (this): as above, one output per warp at a time. Measured: (to be filled).
+// Needs C, F and D divisible by 4 (Float4 loads); Transformer.UsesFusedDecode checks it.
+// Versions: v1 (this): as above. Measured: (to be filled).
 // Tests: Grpo.Tests/Compute/FusedDecodeTests.cs (against the op-by-op path and the CPU), PtxCompileTests.cs;
 // `grpo check --device cuda` (greedy sampling and the decode step line).
 using ILGPU;
@@ -116,11 +120,16 @@ public static class DecodeKernels
         Group.Barrier();
 
         Norm(x, a.PostNorm, n, partials, C, a.Eps);
-        for (int o = warp; o < a.F; o += warps)
+        for (int first = warp * 8; first < a.F; first += warps * 8)
         {
-            float gate = WarpSum(RowDot(n, a.Gate, (long)o * C, C, lane));
-            float up = WarpSum(RowDot(n, a.Up, (long)o * C, C, lane));
-            if (lane == 0) hidden[o] = gate * (1f / (1f + XMath.Exp(-gate))) * up;
+            var gates = RowDots(n, a.Gate, first, a.F - 1, C, lane).WarpSums();
+            var ups = RowDots(n, a.Up, first, a.F - 1, C, lane).WarpSums();
+            if (lane != 0) continue;
+            for (int i = 0; i < 8 && first + i < a.F; i++)
+            {
+                float gate = gates.Get(i);
+                hidden[first + i] = gate * (1f / (1f + XMath.Exp(-gate))) * ups.Get(i);   // silu(gate) * up, as SwiGluKernel
+            }
         }
         Group.Barrier();
         Linear(hidden, a.Down, a.Down, 0, x, C, a.F, warp, warps, lane, add: true);
@@ -139,11 +148,7 @@ public static class DecodeKernels
         for (int j = Group.IdxX; j < C; j += Group.DimX) x[j] = a.X[xAt + j];
         Group.Barrier();
         Norm(x, a.Norm, x, partials, C, a.Eps);
-        for (int o = warp; o < a.Vocab; o += warps)
-        {
-            float logit = WarpSum(RowDot(x, a.Head, (long)o * C, C, lane));
-            if (lane == 0) a.Logits[(long)Grid.IdxX * a.Vocab + o] = logit;
-        }
+        Linear(x, a.Head, a.Head, 0, a.Logits.SubView((long)Grid.IdxX * a.Vocab, a.Vocab), a.Vocab, C, warp, warps, lane, add: false);
     }
 
     /// <summary>y = (x r) w with r = 1 / sqrt(mean x^2 + eps), as RmsNormKernel; y may be x. Ends with a barrier.</summary>
@@ -156,38 +161,81 @@ public static class DecodeKernels
         Group.Barrier();
     }
 
-    /// <summary>y[o] (+)= input . W[o] (+ bias[o]) for o &lt; outputs, W (outputs, inputs); warp w takes o = w, w + warps, ...</summary>
+    /// <summary>
+    /// y[o] (+)= input . W[o] (+ bias[o]) for o &lt; outputs, W (outputs, inputs): warp w takes the blocks of
+    /// eight outputs w, w + warps, ..., so each lane has eight rows' loads in flight (one L2 round trip a block).
+    /// </summary>
     private static void Linear(ArrayView<float> input, ArrayView<float> weight, ArrayView<float> bias, int hasBias, ArrayView<float> y,
         int outputs, int inputs, int warp, int warps, int lane, bool add)
     {
-        for (int o = warp; o < outputs; o += warps)
+        for (int first = warp * 8; first < outputs; first += warps * 8)
         {
-            float sum = WarpSum(RowDot(input, weight, (long)o * inputs, inputs, lane));
+            var sums = RowDots(input, weight, first, outputs - 1, inputs, lane).WarpSums();
             if (lane != 0) continue;
-            if (hasBias != 0) sum += bias[o];
-            y[o] = add ? y[o] + sum : sum;
+            for (int i = 0; i < 8 && first + i < outputs; i++)
+            {
+                int o = first + i;
+                float sum = sums.Get(i) + (hasBias != 0 ? bias[o] : 0f);
+                y[o] = add ? y[o] + sum : sum;
+            }
         }
     }
 
-    /// <summary>This lane's share of input . weight[at .. at + inputs): floats 4 lane .. 4 lane + 3, then 128 further, read as Float4 (inputs % 4 == 0).</summary>
-    private static float RowDot(ArrayView<float> input, ArrayView<float> weight, long at, int inputs, int lane)
+    /// <summary>Eight partial sums, one per weight row of a block.</summary>
+    private struct Eight
     {
-        var weight4 = weight.Cast<Float4>();
-        long at4 = at / 4;
-        float sum0 = 0f, sum1 = 0f;
+        public float S0, S1, S2, S3, S4, S5, S6, S7;
+
+        public Eight WarpSums()
+        {
+            for (int delta = Lanes / 2; delta > 0; delta /= 2)
+            {
+                S0 += Warp.ShuffleXor(S0, delta); S1 += Warp.ShuffleXor(S1, delta);
+                S2 += Warp.ShuffleXor(S2, delta); S3 += Warp.ShuffleXor(S3, delta);
+                S4 += Warp.ShuffleXor(S4, delta); S5 += Warp.ShuffleXor(S5, delta);
+                S6 += Warp.ShuffleXor(S6, delta); S7 += Warp.ShuffleXor(S7, delta);
+            }
+            return this;
+        }
+
+        public readonly float Get(int i) => i == 0 ? S0 : i == 1 ? S1 : i == 2 ? S2 : i == 3 ? S3 : i == 4 ? S4 : i == 5 ? S5 : i == 6 ? S6 : S7;
+    }
+
+    /// <summary>
+    /// This lane's share of input . W[first + i] for i &lt; 8 (rows past last read row last, not written):
+    /// floats 4 lane .. 4 lane + 3 of each row, then 128 further, read as Float4 (inputs % 4 == 0).
+    /// </summary>
+    private static Eight RowDots(ArrayView<float> input, ArrayView<float> weight, int first, int last, int inputs, int lane)
+    {
+        var w = weight.Cast<Float4>();
+        long stride = inputs / 4;
+        long r0 = first * stride, r1 = XMath.Min(first + 1, last) * stride, r2 = XMath.Min(first + 2, last) * stride;
+        long r3 = XMath.Min(first + 3, last) * stride, r4 = XMath.Min(first + 4, last) * stride, r5 = XMath.Min(first + 5, last) * stride;
+        long r6 = XMath.Min(first + 6, last) * stride, r7 = XMath.Min(first + 7, last) * stride;
+        var sums = default(Eight);
         for (int j = 4 * lane; j < inputs; j += 4 * Lanes)
         {
-            var w = weight4[at4 + j / 4];
-            sum0 += w.X * input[j] + w.Y * input[j + 1];
-            sum1 += w.Z * input[j + 2] + w.W * input[j + 3];
+            long at = j / 4;
+            Float4 w0 = w[r0 + at], w1 = w[r1 + at], w2 = w[r2 + at], w3 = w[r3 + at];
+            Float4 w4 = w[r4 + at], w5 = w[r5 + at], w6 = w[r6 + at], w7 = w[r7 + at];
+            float x0 = input[j], x1 = input[j + 1], x2 = input[j + 2], x3 = input[j + 3];
+            sums.S0 += w0.X * x0 + w0.Y * x1 + w0.Z * x2 + w0.W * x3;
+            sums.S1 += w1.X * x0 + w1.Y * x1 + w1.Z * x2 + w1.W * x3;
+            sums.S2 += w2.X * x0 + w2.Y * x1 + w2.Z * x2 + w2.W * x3;
+            sums.S3 += w3.X * x0 + w3.Y * x1 + w3.Z * x2 + w3.W * x3;
+            sums.S4 += w4.X * x0 + w4.Y * x1 + w4.Z * x2 + w4.W * x3;
+            sums.S5 += w5.X * x0 + w5.Y * x1 + w5.Z * x2 + w5.W * x3;
+            sums.S6 += w6.X * x0 + w6.Y * x1 + w6.Z * x2 + w6.W * x3;
+            sums.S7 += w7.X * x0 + w7.Y * x1 + w7.Z * x2 + w7.W * x3;
         }
-        return sum0 + sum1;
+        return sums;
     }
 
     /// <summary>attended (Hq, D) for this row: a warp per query head over the cached keys 0 .. Length (see the header).</summary>
     private static void Attend(DecodeLayerArgs a, ArrayView<float> q, ArrayView<float> attended, ArrayView<float> scores, int row, int warp, int warps, int lane)
     {
         int allowed = a.Length + 1, group = a.Hq / a.Hkv, kvDim = a.Hkv * a.D;
+        var keys4 = a.CacheK.Cast<Float4>();
         for (int h = warp; h < a.Hq; h += warps)
         {
             int kvHead = h / group;
@@ -197,10 +245,16 @@ public static class DecodeKernels
                 float score = float.NegativeInfinity;
                 if (a.KeyMask[row * a.Capacity + s] != 0)
                 {
-                    long kAt = ((long)row * a.Capacity + s) * kvDim + kvHead * a.D;
-                    float dot = 0f;
-                    for (int d = 0; d < a.D; d++) dot += q[h * a.D + d] * a.CacheK[kAt + d];
-                    score = dot * a.Scale;
+                    long kAt = (((long)row * a.Capacity + s) * kvDim + kvHead * a.D) / 4;   // D % 4 == 0
+                    float dot0 = 0f, dot1 = 0f;
+                    for (int d = 0; d < a.D; d += 4)
+                    {
+                        var key = keys4[kAt + d / 4];
+                        int qAt = h * a.D + d;
+                        dot0 += q[qAt] * key.X + q[qAt + 1] * key.Y;
+                        dot1 += q[qAt + 2] * key.Z + q[qAt + 3] * key.W;
+                    }
+                    score = (dot0 + dot1) * a.Scale;
                 }
                 scores[s] = score;
                 laneMax = XMath.Max(laneMax, score);
@@ -218,10 +272,18 @@ public static class DecodeKernels
             Warp.Barrier();   // every lane's p in shared memory before the lanes read them all
             for (int d = lane; d < a.D; d += Lanes)
             {
-                float o = 0f;
+                float o0 = 0f, o1 = 0f, o2 = 0f, o3 = 0f;   // four keys a step: four rows of v in flight
                 long vAt = (long)row * a.Capacity * kvDim + kvHead * a.D + d;
-                for (int s = 0; s < allowed; s++) o += scores[s] * a.CacheV[vAt + (long)s * kvDim];
-                attended[h * a.D + d] = o * inverse;
+                int s = 0;
+                for (; s + 3 < allowed; s += 4)
+                {
+                    o0 += scores[s] * a.CacheV[vAt + (long)s * kvDim];
+                    o1 += scores[s + 1] * a.CacheV[vAt + (long)(s + 1) * kvDim];
+                    o2 += scores[s + 2] * a.CacheV[vAt + (long)(s + 2) * kvDim];
+                    o3 += scores[s + 3] * a.CacheV[vAt + (long)(s + 3) * kvDim];
+                }
+                for (; s < allowed; s++) o0 += scores[s] * a.CacheV[vAt + (long)s * kvDim];
+                attended[h * a.D + d] = (o0 + o1 + o2 + o3) * inverse;
             }
             Warp.Barrier();   // the scores row is reused by the warp's next head
         }
@@ -258,8 +320,12 @@ public static class DecodeKernels
     public static Action<KernelConfig, DecodeHeadArgs> LoadHead(Accelerator accelerator) =>
         accelerator.LoadStreamKernel<DecodeHeadArgs>(DecodeHeadKernel);
 
-    /// <summary>Threads a group: 8 warps, or what the accelerator allows (ILGPU's CPU accelerator in tests).</summary>
-    public static int GroupThreads(Accelerator accelerator) => Math.Min(256, accelerator.MaxNumThreadsPerGroup) / Lanes * Lanes;
+    /// <summary>
+    /// Threads a group: 8 warps on CUDA; 2 on ILGPU's CPU accelerator, where every thread is an OS thread
+    /// and a barrier's cost grows with them (the kernel takes any number of warps: a warp loops over heads).
+    /// </summary>
+    public static int GroupThreads(Accelerator accelerator) =>
+        Math.Min(accelerator.AcceleratorType == AcceleratorType.Cuda ? 256 : 64, accelerator.MaxNumThreadsPerGroup) / Lanes * Lanes;
 
     /// <summary>One layer for rows 0 .. rows - 1.</summary>
     public static void Layer(Device device, DecodeLayerArgs args, int rows)
