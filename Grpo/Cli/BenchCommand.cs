@@ -154,9 +154,12 @@ public static class BenchCommand
         Generate(Device.Cpu, TransformerConfig.CpuBench, "cpu_generate", batch, promptLength, newTokens, reps);
 
     /// <summary>Sampling on any device (the GPU figure: generate at torch_gpu_anchor.py's shapes, against its generate_hf).</summary>
-    public static Dictionary<string, object> Generate(Device device, TransformerConfig config, string figure, int batch, int promptLength, int newTokens, int reps)
+    /// <summary>fused false times the op-by-op decode step (Transformer.FusedDecode cleared); launches_per_step counts a decode step's launches.</summary>
+    public static Dictionary<string, object> Generate(Device device, TransformerConfig config, string figure, int batch, int promptLength, int newTokens, int reps,
+        bool fused = true)
     {
         var model = new Transformer(config, seed: 0).To(device);
+        model.FusedDecode = fused;
         var rng = new Rng(0);
         var prompts = Enumerable.Range(0, batch)
             .Select(_ => Enumerable.Range(0, promptLength).Select(_ => rng.NextInt(config.VocabSize)).ToArray())
@@ -167,8 +170,24 @@ public static class BenchCommand
         var watch = Stopwatch.StartNew();
         for (int r = 0; r < reps; r++) Generator.Generate(model, prompts, 1, options, rng);
         double seconds = watch.Elapsed.TotalSeconds / reps;
-        return costs.Add(device, reps, new() { ["fig"] = figure, ["batch"] = batch, ["prompt"] = promptLength, ["new"] = newTokens,
+        var result = costs.Add(device, reps, new() { ["fig"] = figure, ["batch"] = batch, ["prompt"] = promptLength, ["new"] = newTokens,
             ["s"] = Math.Round(seconds, 4), ["new_tok_per_s"] = Math.Round(batch * newTokens / seconds, 1) });
+        if (!device.IsCpu) result["launches_per_step"] = DecodeStepLaunches(device, model, batch, promptLength);
+        return result;
+    }
+
+    /// <summary>Launches of one cached one-token step of batch rows (the sampler's kernels not included).</summary>
+    private static long DecodeStepLaunches(Device device, Transformer model, int batch, int promptLength)
+    {
+        using var noGrad = Autograd.NoGrad();
+        using var scope = DeviceArray.Scope();
+        var cache = new KvCache(model.Config, batch, promptLength + 1, device);
+        model.Forward(new int[batch * promptLength], batch, promptLength, cache);
+        long before = device.Kernels.Launches;
+        model.Forward(new int[batch], batch, 1, cache);
+        long launches = device.Kernels.Launches - before;
+        cache.Release();
+        return launches;
     }
 
     /// <summary>What a figure cost besides the arithmetic, per repetition: garbage-collection pauses and

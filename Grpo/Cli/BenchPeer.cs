@@ -11,6 +11,7 @@
 //   train_step_fp32 (params)     -> train_step_fp32 (same params), tok_per_s: eager, and compiled
 //                                   when the peer file has it (ratio_compiled)
 //   generate                     -> generate_hf, new_tok_per_s (transformers' generate)
+//   generate_unfused             -> the same
 // Figures with no peer (attention, launch, op costs) are printed as they are.
 // Tests: Grpo.Tests/Cli/BenchPeerTests.cs.
 using System.Text.Json;
@@ -56,7 +57,7 @@ public static class BenchPeer
             "gemm_bf16" or "gemm_bf16_v1" => ("gemm_bf16", "tflops", "n"),
             "elementwise" or "column_sum" => ("copy_bw", "gbps", null),
             "train_step_fp32" => ("train_step_fp32", "tok_per_s", "params"),
-            "generate" => ("generate_hf", "new_tok_per_s", null),
+            "generate" or "generate_unfused" => ("generate_hf", "new_tok_per_s", null),
             _ => (null, null, (string?)null),
         };
         if (peerName == null || !figure.TryGetValue(metric!, out var ours)) return;

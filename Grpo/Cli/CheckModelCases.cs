@@ -2,7 +2,9 @@
 // run once on the CPU (the reference) and once with the model on the device, tensor by tensor.
 //
 //   sample      greedy completions of the held-out prompts through the KV cache: the tokens must be
-//               identical, their log-probs within 1e-4
+//               identical, their log-probs within 1e-4 (on a GPU through the fused decode step)
+//   decode step the logits of three cached one-token steps after a left-padded prefill, on the device
+//               once through the fused kernels (Transformer.FusedDecode) and once op by op
 //   train step  one SFT step (forward, cross-entropy, backward, clip to norm 1, AdamW): the logits, the
 //               loss, every parameter's gradient and every parameter after the update
 //   grpo step   one GRPO gradient step on completions sampled on the CPU from the same model, with
@@ -62,6 +64,8 @@ internal static class CheckModelCases
         {
             yield return Compare("sample", "greedy tokens (KV cache)", "sample.tokens", 0, false);
             yield return Compare("sample", "their log-probs", "sample.logprobs", 1e-4, true);
+            yield return Compare("decode step", "logits, fused kernels (3 cached steps)", "decode.fused", 1e-4, true);
+            yield return Compare("decode step", "logits, op by op (3 cached steps)", "decode.unfused", 1e-4, true);
         }
         yield return Compare("train step", "logits", "sft.logits", 1e-4, true);
         yield return Compare("train step", "cross-entropy loss", "sft.loss", 1e-5, false);
@@ -152,9 +156,12 @@ internal static class CheckModelCases
 
         if (precision == MatMulPrecision.Fp32)
         {
-            var sampled = Generator.Generate(inputs.Model.To(device), inputs.Prompts, 1, inputs.Greedy, new Rng(0));
+            var sampler = inputs.Model.To(device);
+            var sampled = Generator.Generate(sampler, inputs.Prompts, 1, inputs.Greedy, new Rng(0));
             results["sample.tokens"] = sampled.SelectMany(o => o.Tokens.Append(-1)).Select(t => (float)t).ToArray();
             results["sample.logprobs"] = sampled.SelectMany(o => o.LogProbs).ToArray();
+            results["decode.fused"] = DecodeSteps(sampler, inputs.Prompts, fused: true);
+            results["decode.unfused"] = DecodeSteps(sampler, inputs.Prompts, fused: false);
         }
 
         // One SFT step.
@@ -197,6 +204,44 @@ internal static class CheckModelCases
         optimizer.Step();
         foreach (var (name, value) in model.Parameters) results["grpo.weight." + name] = value.ToArray();
         return results;
+    }
+
+    /// <summary>
+    /// Logits of three cached one-token steps after a left-padded prefill of every prompt, with
+    /// Transformer.FusedDecode set as asked (a GPU takes the fused kernels when the model fits them).
+    /// </summary>
+    private static float[] DecodeSteps(Transformer model, int[][] prompts, bool fused)
+    {
+        using var noGrad = Autograd.NoGrad();
+        int B = prompts.Length, width = prompts.Max(p => p.Length), steps = 3;
+        var tokens = new int[B * width];
+        var mask = new bool[B * width];
+        var positions = new int[B * width];
+        for (int b = 0; b < B; b++)
+            for (int t = width - prompts[b].Length; t < width; t++)
+            {
+                int i = t - (width - prompts[b].Length);
+                (tokens[b * width + t], mask[b * width + t], positions[b * width + t]) = (prompts[b][i], true, i);
+            }
+        var cache = new KvCache(model.Config, B, width + steps, model.Device);
+        model.FusedDecode = fused;
+        try
+        {
+            model.Forward(tokens, B, width, cache, mask, positions);
+            var logits = new List<float>();
+            for (int s = 0; s < steps; s++)
+            {
+                var stepTokens = prompts.Select(p => p[s % p.Length]).ToArray();
+                var stepPositions = prompts.Select(p => p.Length + s).ToArray();
+                logits.AddRange(model.Forward(stepTokens, B, 1, cache, null, stepPositions).ToArray());
+            }
+            return logits.ToArray();
+        }
+        finally
+        {
+            model.FusedDecode = true;
+            cache.Release();
+        }
     }
 
     /// <summary>The values at completion tokens (the rest are padding or prompt, which no loss reads).</summary>

@@ -28,6 +28,8 @@
 //   train_step_bf16  the same training step with the linear layers' matmuls in bf16 on tensor cores
 //                (Transformer.Precision; Compute/Kernels/Bf16MatMulKernels.cs): no peer (the anchor's step is
 //                fp32); read it against train_step_fp32 on the line before
+//   generate_unfused   generate with Transformer.FusedDecode off (the op-by-op decode step); both give
+//                launches_per_step, one cached one-token step's launches (the sampler's not counted)
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
 using Grpo.Model;
@@ -223,6 +225,9 @@ public static class GpuBench
             var figure = BenchCommand.Generate(device, config, "generate", 64, 32, 96, 3);
             figure["shape"] = shape;
             yield return figure;
+            var unfused = BenchCommand.Generate(device, config, "generate_unfused", 64, 32, 96, 3, fused: false);   // the op-by-op decode step
+            unfused["shape"] = shape;
+            yield return unfused;
         }
     }
 

@@ -10,11 +10,13 @@
 // Gather makes a cache of chosen rows (a row may be taken several times): the generator prefills each
 // prompt once and gathers its row G times, and drops finished rows so decoding stops computing them.
 // On a GPU the buffers are device arrays and the copies are kernels (Compute/Kernels/CacheKernels.cs);
-// the key mask stays on the host (the attention op uploads it).
+// the key mask stays on the host (the attention op uploads it; the fused decode step uploads
+// KeyMaskValues once a step).
 // Tests: Grpo.Tests/Model/TransformerTests.cs (cached logits equal the full forward's, position by
 // position; a gathered cache decodes as the original rows would), Grpo.Tests/Compute/DeviceTensorTests.cs.
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
+using ILGPU;
 
 namespace Grpo.Model;
 
@@ -144,4 +146,17 @@ public sealed class KvCache
     }
 
     internal void Advance(int newTokens) => Length += newTokens;
+
+    /// <summary>A GPU cache's keys and values of one layer, (B, capacity, Hkv, D) (the fused decode step writes and reads them).</summary>
+    internal (ArrayView<float> Keys, ArrayView<float> Values) DeviceBuffers(int layer) => (deviceKeys[layer].View, deviceValues[layer].View);
+
+    private int[]? keyMaskValues;
+
+    /// <summary>KeyMask as 0/1 ints (B * capacity), for one upload a step; the array is reused by the next call.</summary>
+    internal int[] KeyMaskValues()
+    {
+        keyMaskValues ??= new int[KeyMask.Length];
+        for (int i = 0; i < KeyMask.Length; i++) keyMaskValues[i] = KeyMask[i] ? 1 : 0;
+        return keyMaskValues;
+    }
 }

@@ -10,7 +10,8 @@
 // Initialisation (GPT-2's recipe): every matrix N(0, 0.02), the two projections that write into the
 // residual stream (o_proj, down_proj) N(0, 0.02 / sqrt(2 * layers)) so the residual's variance does
 // not grow with depth; norm weights 1, biases 0; all drawn from one seeded Rng in parameter order.
-// The second Forward decodes incrementally through a KvCache (Model/KvCache.cs), under NoGrad.
+// The second Forward decodes incrementally through a KvCache (Model/KvCache.cs), under NoGrad; on a GPU
+// a one-token step runs as one fused kernel a layer (Transformer.FusedDecode.cs) when FusedDecode is set.
 // Device: the parameters live on one Device; To(device) gives a copy there (the GPU runs the same
 // Run below, each op taking its kernel path). Inputs (tokens, masks, positions) stay host arrays.
 // Tests: Grpo.Tests/Model/TransformerTests.cs, and against PyTorch in Grpo.Tests/Model/PyTorchFixtureTests.cs.
@@ -20,7 +21,7 @@ using Grpo.Sampling;
 
 namespace Grpo.Model;
 
-public sealed class Transformer
+public sealed partial class Transformer
 {
     private sealed class Layer
     {
@@ -127,7 +128,14 @@ public sealed class Transformer
         cache.CheckFits(Config, batch, seqLen);
         int start = cache.Length;
         cache.WriteKeyMask(keyMask, seqLen);
-        var logits = Run(tokens, batch, seqLen, positions ?? DefaultPositions(batch, seqLen, start),
+        positions ??= DefaultPositions(batch, seqLen, start);
+        if (UsesFusedDecode(seqLen, cache))
+        {
+            var stepLogits = DecodeStep(tokens, batch, positions, cache);   // Transformer.FusedDecode.cs: the same Run, fused
+            cache.Advance(seqLen);
+            return stepLogits;
+        }
+        var logits = Run(tokens, batch, seqLen, positions,
             (layer, q, k, v) =>
             {
                 var (keys, values) = cache.Append(layer, k, v);                          // (B, capacity, Hkv, D), filled to start + T

@@ -127,6 +127,13 @@ public static partial class Op
         return y;
     }
 
+    /// <summary>The device table this op rotates by, covering positions 0 .. maxPosition (the fused decode step reads the same numbers).</summary>
+    internal static (ArrayView<float> Cos, ArrayView<float> Sin) RopeTableOnDevice(Device device, float theta, int headDim, int maxPosition)
+    {
+        var (cos, sin) = DeviceRopeTable(device, RopeTableFor(theta, headDim, maxPosition));
+        return (cos.View, sin.View);
+    }
+
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Device, Tuple<RopeTable, DeviceArray, DeviceArray>> deviceRopeTables = new();
 
     private static (DeviceArray Cos, DeviceArray Sin) DeviceRopeTable(Device device, RopeTable table)

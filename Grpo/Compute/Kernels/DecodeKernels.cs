@@ -1,0 +1,344 @@
+// Fused decode step: one kernel per layer, one group per sequence row (T == 1, a step with a KV cache).
+// It is the same computation as Transformer.Run's lines for one layer, run for one token of one row:
+//   var n = Op.RmsNorm(x, layer.InputNorm, config.NormEps);                   (B, T, C)
+//   var q = Linear(n, layer.Q, layer.QBias) ...  k = Linear(n, layer.K, ...)  v = Linear(n, layer.V, ...)
+//   q = Op.Rope(q, positions, config.RopeTheta);  k = Op.Rope(k, positions, config.RopeTheta);
+//   var (keys, values) = cache.Append(layer, k, v);                           (B, capacity, Hkv, D)
+//   var attended = Op.Attention(q, keys, values, cache.KeyMask, queryOffset: start)
+//   x = Op.Add(x, Linear(attended, layer.O));
+//   n = Op.RmsNorm(x, layer.PostNorm, config.NormEps);
+//   var hidden = Op.SwiGlu(Linear(n, layer.Gate), Linear(n, layer.Up));      (B, T, F)
+//   x = Op.Add(x, Linear(hidden, layer.Down));
+// and the head kernel is `x = Op.RmsNorm(x, finalNorm, eps); return Linear(x, lmHead);`. Layer 0 also does
+// `Op.Embedding(embedTokens, tokens)` (it reads its x row from the table at the row's token).
+// Why: the op-by-op decode step of the small model is ~75 launches of 4-5 us host time each for
+// ~0.1 ms of arithmetic; a row's work in a layer depends on no other row, so a group per row does it all.
+// Layout: the group's warps (Group.DimX / 32, 8 on CUDA) share the row's vectors in dynamic shared memory:
+//   partial sums (32) | x (C) | n (C) | q (C) | k (Hkv D) | v (Hkv D) | attended (C) | hidden (F) | scores (warps x capacity)
+// Linear: warp w computes blocks of eight outputs (w, w + warps, ... in blocks); its lanes stride the eight
+//   weight rows (W is (out, in), rows contiguous) four floats at a time (ld.global.v4) against n in shared
+//   memory, then eight warp sums. Eight rows' loads in flight a lane: a group's layer is a chain of such
+//   blocks (about 44 a warp at the small shape), each about one L2 round trip, so latency is what counts.
+// RoPE: the pairs (i, i + D/2) of every head of q and k, with the Rope op's device table (same numbers).
+// Attention: a warp per query head h (kv head h / (Hq / Hkv)); lanes take keys s = lane, lane + 32, ...
+//   <= Length, whole dots (keys read as Float4), masked key -inf, scores kept in the warp's shared row;
+//   max and sum by warp shuffles; then o[d] = sum_s p_s v_s[d] with lanes over d, four keys a step.
+//   No allowed key: o = 0 (as Ops/Attention.cs).
+// The new k, v are written to the cache at position Length and read back from there (a barrier orders
+// global memory within a group).
+// Needs C, F and D divisible by 4 (Float4 loads); Transformer.UsesFusedDecode checks it.
+// Versions: v1 (this): as above. Measured: (to be filled).
+// Tests: Grpo.Tests/Compute/FusedDecodeTests.cs (against the op-by-op path and the CPU), PtxCompileTests.cs;
+// `grpo check --device cuda` (greedy sampling and the decode step line).
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using Float4 = Grpo.Compute.Kernels.MatMulKernels.Float4;
+
+namespace Grpo.Compute.Kernels;
+
+/// <summary>What one layer's fused decode kernel reads and writes (views of the model's and the cache's buffers).</summary>
+public struct DecodeLayerArgs
+{
+    public ArrayView<float> X, Embed;                   // x (B, C) the residual stream; embed (V, C), read when FromTokens != 0
+    public ArrayView<int> Tokens, Positions, KeyMask;   // (B), (B), (B * capacity) 0/1
+    public ArrayView<float> InputNorm, Q, QBias, K, KBias, V, VBias, O, PostNorm, Gate, Up, Down;
+    public ArrayView<float> CacheK, CacheV, Cos, Sin;   // cache (B, capacity, Hkv, D); table [p * D/2 + i]
+    public int C, Hq, Hkv, D, F, Capacity, Length, FromTokens, HasBias;
+    public float Eps, Scale;
+}
+
+/// <summary>The final norm and lm_head, fused: logits (B, V) = RmsNorm(x) W^T.</summary>
+public struct DecodeHeadArgs
+{
+    public ArrayView<float> X, Norm, Head, Logits;
+    public int C, Vocab;
+    public float Eps;
+}
+
+public static class DecodeKernels
+{
+    private const int Lanes = 32, Partials = 32;
+
+    /// <summary>Floats of dynamic shared memory the layer kernel needs with this many warps a group.</summary>
+    public static int LayerSharedFloats(int C, int kvDim, int F, int capacity, int warps) =>
+        Partials + 4 * C + 2 * kvDim + F + warps * capacity;
+
+    /// <summary>Floats of dynamic shared memory the head kernel needs.</summary>
+    public static int HeadSharedFloats(int C) => Partials + C;
+
+    /// <summary>v1: one layer of one decode step for row Grid.IdxX (see the header).</summary>
+    public static void DecodeLayerKernel(DecodeLayerArgs a)
+    {
+        var shared = SharedMemory.GetDynamic<float>();
+        int C = a.C, kvDim = a.Hkv * a.D, warps = Group.DimX / Lanes, warp = Group.IdxX / Lanes, lane = Group.IdxX % Lanes;
+        int row = Grid.IdxX;
+        var partials = shared.SubView(0, Partials);
+        var x = shared.SubView(Partials, C);
+        var n = shared.SubView(Partials + C, C);
+        var q = shared.SubView(Partials + 2 * C, C);
+        var k = shared.SubView(Partials + 3 * C, kvDim);
+        var v = shared.SubView(Partials + 3 * C + kvDim, kvDim);
+        var attended = shared.SubView(Partials + 3 * C + 2 * kvDim, C);
+        var hidden = shared.SubView(Partials + 4 * C + 2 * kvDim, a.F);
+        var scores = shared.SubView(Partials + 4 * C + 2 * kvDim + a.F, warps * a.Capacity);
+
+        long xAt = (long)row * C, embedAt = a.FromTokens != 0 ? (long)a.Tokens[row] * C : 0;
+        for (int j = Group.IdxX; j < C; j += Group.DimX) x[j] = a.FromTokens != 0 ? a.Embed[embedAt + j] : a.X[xAt + j];
+        Group.Barrier();
+
+        Norm(x, a.InputNorm, n, partials, C, a.Eps);
+        Linear(n, a.Q, a.QBias, a.HasBias, q, C, C, warp, warps, lane, add: false);
+        Linear(n, a.K, a.KBias, a.HasBias, k, kvDim, C, warp, warps, lane, add: false);
+        Linear(n, a.V, a.VBias, a.HasBias, v, kvDim, C, warp, warps, lane, add: false);
+        Group.Barrier();
+
+        // RoPE on q and k, then k and v into the cache at position Length.
+        int half = a.D / 2, qPairs = a.Hq * half;
+        long tableAt = (long)a.Positions[row] * half;
+        for (int i = Group.IdxX; i < qPairs + a.Hkv * half; i += Group.DimX)
+        {
+            var target = i < qPairs ? q : k;
+            int pair = i < qPairs ? i : i - qPairs, start = pair / half * a.D, kk = pair % half;
+            float c = a.Cos[tableAt + kk], s = a.Sin[tableAt + kk];
+            float first = target[start + kk], second = target[start + kk + half];
+            target[start + kk] = first * c - second * s;
+            target[start + kk + half] = second * c + first * s;
+        }
+        Group.Barrier();
+        long cacheRow = ((long)row * a.Capacity + a.Length) * kvDim;
+        for (int j = Group.IdxX; j < kvDim; j += Group.DimX)
+        {
+            a.CacheK[cacheRow + j] = k[j];
+            a.CacheV[cacheRow + j] = v[j];
+        }
+        Group.Barrier();
+
+        Attend(a, q, attended, scores.SubView(warp * a.Capacity, a.Capacity), row, warp, warps, lane);
+        Group.Barrier();
+        Linear(attended, a.O, a.O, 0, x, C, C, warp, warps, lane, add: true);
+        Group.Barrier();
+
+        Norm(x, a.PostNorm, n, partials, C, a.Eps);
+        for (int first = warp * 8; first < a.F; first += warps * 8)
+        {
+            var gates = RowDots(n, a.Gate, first, a.F - 1, C, lane).WarpSums();
+            var ups = RowDots(n, a.Up, first, a.F - 1, C, lane).WarpSums();
+            if (lane != 0) continue;
+            for (int i = 0; i < 8 && first + i < a.F; i++)
+            {
+                float gate = gates.Get(i);
+                hidden[first + i] = gate * (1f / (1f + XMath.Exp(-gate))) * ups.Get(i);   // silu(gate) * up, as SwiGluKernel
+            }
+        }
+        Group.Barrier();
+        Linear(hidden, a.Down, a.Down, 0, x, C, a.F, warp, warps, lane, add: true);
+        Group.Barrier();
+        for (int j = Group.IdxX; j < C; j += Group.DimX) a.X[xAt + j] = x[j];
+    }
+
+    /// <summary>v1: logits of row Grid.IdxX = RmsNorm(x) lmHead^T, a warp per output as in the layer kernel.</summary>
+    public static void DecodeHeadKernel(DecodeHeadArgs a)
+    {
+        var shared = SharedMemory.GetDynamic<float>();
+        int C = a.C, warps = Group.DimX / Lanes, warp = Group.IdxX / Lanes, lane = Group.IdxX % Lanes;
+        var partials = shared.SubView(0, Partials);
+        var x = shared.SubView(Partials, C);
+        long xAt = (long)Grid.IdxX * C;
+        for (int j = Group.IdxX; j < C; j += Group.DimX) x[j] = a.X[xAt + j];
+        Group.Barrier();
+        Norm(x, a.Norm, x, partials, C, a.Eps);
+        Linear(x, a.Head, a.Head, 0, a.Logits.SubView((long)Grid.IdxX * a.Vocab, a.Vocab), a.Vocab, C, warp, warps, lane, add: false);
+    }
+
+    /// <summary>y = (x r) w with r = 1 / sqrt(mean x^2 + eps), as RmsNormKernel; y may be x. Ends with a barrier.</summary>
+    private static void Norm(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y, ArrayView<float> partials, int C, float eps)
+    {
+        float partial = 0f;
+        for (int j = Group.IdxX; j < C; j += Group.DimX) partial += x[j] * x[j];
+        float r = 1f / XMath.Sqrt(GroupSum(partials, partial) / C + eps);
+        for (int j = Group.IdxX; j < C; j += Group.DimX) y[j] = x[j] * r * weight[j];
+        Group.Barrier();
+    }
+
+    /// <summary>
+    /// y[o] (+)= input . W[o] (+ bias[o]) for o &lt; outputs, W (outputs, inputs): warp w takes the blocks of
+    /// eight outputs w, w + warps, ..., so each lane has eight rows' loads in flight (one L2 round trip a block).
+    /// </summary>
+    private static void Linear(ArrayView<float> input, ArrayView<float> weight, ArrayView<float> bias, int hasBias, ArrayView<float> y,
+        int outputs, int inputs, int warp, int warps, int lane, bool add)
+    {
+        for (int first = warp * 8; first < outputs; first += warps * 8)
+        {
+            var sums = RowDots(input, weight, first, outputs - 1, inputs, lane).WarpSums();
+            if (lane != 0) continue;
+            for (int i = 0; i < 8 && first + i < outputs; i++)
+            {
+                int o = first + i;
+                float sum = sums.Get(i) + (hasBias != 0 ? bias[o] : 0f);
+                y[o] = add ? y[o] + sum : sum;
+            }
+        }
+    }
+
+    /// <summary>Eight partial sums, one per weight row of a block.</summary>
+    private struct Eight
+    {
+        public float S0, S1, S2, S3, S4, S5, S6, S7;
+
+        public Eight WarpSums()
+        {
+            for (int delta = Lanes / 2; delta > 0; delta /= 2)
+            {
+                S0 += Warp.ShuffleXor(S0, delta); S1 += Warp.ShuffleXor(S1, delta);
+                S2 += Warp.ShuffleXor(S2, delta); S3 += Warp.ShuffleXor(S3, delta);
+                S4 += Warp.ShuffleXor(S4, delta); S5 += Warp.ShuffleXor(S5, delta);
+                S6 += Warp.ShuffleXor(S6, delta); S7 += Warp.ShuffleXor(S7, delta);
+            }
+            return this;
+        }
+
+        public readonly float Get(int i) => i == 0 ? S0 : i == 1 ? S1 : i == 2 ? S2 : i == 3 ? S3 : i == 4 ? S4 : i == 5 ? S5 : i == 6 ? S6 : S7;
+    }
+
+    /// <summary>
+    /// This lane's share of input . W[first + i] for i &lt; 8 (rows past last read row last, not written):
+    /// floats 4 lane .. 4 lane + 3 of each row, then 128 further, read as Float4 (inputs % 4 == 0).
+    /// </summary>
+    private static Eight RowDots(ArrayView<float> input, ArrayView<float> weight, int first, int last, int inputs, int lane)
+    {
+        var w = weight.Cast<Float4>();
+        long stride = inputs / 4;
+        long r0 = first * stride, r1 = XMath.Min(first + 1, last) * stride, r2 = XMath.Min(first + 2, last) * stride;
+        long r3 = XMath.Min(first + 3, last) * stride, r4 = XMath.Min(first + 4, last) * stride, r5 = XMath.Min(first + 5, last) * stride;
+        long r6 = XMath.Min(first + 6, last) * stride, r7 = XMath.Min(first + 7, last) * stride;
+        var sums = default(Eight);
+        for (int j = 4 * lane; j < inputs; j += 4 * Lanes)
+        {
+            long at = j / 4;
+            Float4 w0 = w[r0 + at], w1 = w[r1 + at], w2 = w[r2 + at], w3 = w[r3 + at];
+            Float4 w4 = w[r4 + at], w5 = w[r5 + at], w6 = w[r6 + at], w7 = w[r7 + at];
+            float x0 = input[j], x1 = input[j + 1], x2 = input[j + 2], x3 = input[j + 3];
+            sums.S0 += w0.X * x0 + w0.Y * x1 + w0.Z * x2 + w0.W * x3;
+            sums.S1 += w1.X * x0 + w1.Y * x1 + w1.Z * x2 + w1.W * x3;
+            sums.S2 += w2.X * x0 + w2.Y * x1 + w2.Z * x2 + w2.W * x3;
+            sums.S3 += w3.X * x0 + w3.Y * x1 + w3.Z * x2 + w3.W * x3;
+            sums.S4 += w4.X * x0 + w4.Y * x1 + w4.Z * x2 + w4.W * x3;
+            sums.S5 += w5.X * x0 + w5.Y * x1 + w5.Z * x2 + w5.W * x3;
+            sums.S6 += w6.X * x0 + w6.Y * x1 + w6.Z * x2 + w6.W * x3;
+            sums.S7 += w7.X * x0 + w7.Y * x1 + w7.Z * x2 + w7.W * x3;
+        }
+        return sums;
+    }
+
+    /// <summary>attended (Hq, D) for this row: a warp per query head over the cached keys 0 .. Length (see the header).</summary>
+    private static void Attend(DecodeLayerArgs a, ArrayView<float> q, ArrayView<float> attended, ArrayView<float> scores, int row, int warp, int warps, int lane)
+    {
+        int allowed = a.Length + 1, group = a.Hq / a.Hkv, kvDim = a.Hkv * a.D;
+        var keys4 = a.CacheK.Cast<Float4>();
+        for (int h = warp; h < a.Hq; h += warps)
+        {
+            int kvHead = h / group;
+            float laneMax = float.NegativeInfinity;
+            for (int s = lane; s < allowed; s += Lanes)
+            {
+                float score = float.NegativeInfinity;
+                if (a.KeyMask[row * a.Capacity + s] != 0)
+                {
+                    long kAt = (((long)row * a.Capacity + s) * kvDim + kvHead * a.D) / 4;   // D % 4 == 0
+                    float dot0 = 0f, dot1 = 0f;
+                    for (int d = 0; d < a.D; d += 4)
+                    {
+                        var key = keys4[kAt + d / 4];
+                        int qAt = h * a.D + d;
+                        dot0 += q[qAt] * key.X + q[qAt + 1] * key.Y;
+                        dot1 += q[qAt + 2] * key.Z + q[qAt + 3] * key.W;
+                    }
+                    score = (dot0 + dot1) * a.Scale;
+                }
+                scores[s] = score;
+                laneMax = XMath.Max(laneMax, score);
+            }
+            float max = WarpMax(laneMax);
+            bool none = max == float.NegativeInfinity;
+            float laneSum = 0f;
+            for (int s = lane; s < allowed; s += Lanes)
+            {
+                float p = none ? 0f : XMath.Exp(scores[s] - max);
+                scores[s] = p;
+                laneSum += p;
+            }
+            float inverse = none ? 0f : 1f / WarpSum(laneSum);
+            Warp.Barrier();   // every lane's p in shared memory before the lanes read them all
+            for (int d = lane; d < a.D; d += Lanes)
+            {
+                float o0 = 0f, o1 = 0f, o2 = 0f, o3 = 0f;   // four keys a step: four rows of v in flight
+                long vAt = (long)row * a.Capacity * kvDim + kvHead * a.D + d;
+                int s = 0;
+                for (; s + 3 < allowed; s += 4)
+                {
+                    o0 += scores[s] * a.CacheV[vAt + (long)s * kvDim];
+                    o1 += scores[s + 1] * a.CacheV[vAt + (long)(s + 1) * kvDim];
+                    o2 += scores[s + 2] * a.CacheV[vAt + (long)(s + 2) * kvDim];
+                    o3 += scores[s + 3] * a.CacheV[vAt + (long)(s + 3) * kvDim];
+                }
+                for (; s < allowed; s++) o0 += scores[s] * a.CacheV[vAt + (long)s * kvDim];
+                attended[h * a.D + d] = (o0 + o1 + o2 + o3) * inverse;
+            }
+            Warp.Barrier();   // the scores row is reused by the warp's next head
+        }
+    }
+
+    private static float WarpSum(float value)
+    {
+        for (int delta = Lanes / 2; delta > 0; delta /= 2) value += Warp.ShuffleXor(value, delta);
+        return value;
+    }
+
+    private static float WarpMax(float value)
+    {
+        for (int delta = Lanes / 2; delta > 0; delta /= 2) value = XMath.Max(value, Warp.ShuffleXor(value, delta));
+        return value;
+    }
+
+    /// <summary>The sum over the group of each thread's value, every thread gets it (the warps' sums added in order: deterministic).</summary>
+    private static float GroupSum(ArrayView<float> partials, float value)
+    {
+        float warpTotal = WarpSum(value);
+        if (Group.IdxX % Lanes == 0) partials[Group.IdxX / Lanes] = warpTotal;
+        Group.Barrier();
+        float total = 0f;
+        for (int w = 0; w < Group.DimX / Lanes; w++) total += partials[w];
+        Group.Barrier();   // nobody overwrites the partials before everyone has read them
+        return total;
+    }
+
+    /// <summary>Loads the layer kernel (dynamic shared memory: launch with a KernelConfig that requests it).</summary>
+    public static Action<KernelConfig, DecodeLayerArgs> LoadLayer(Accelerator accelerator) =>
+        accelerator.LoadStreamKernel<DecodeLayerArgs>(DecodeLayerKernel);
+
+    public static Action<KernelConfig, DecodeHeadArgs> LoadHead(Accelerator accelerator) =>
+        accelerator.LoadStreamKernel<DecodeHeadArgs>(DecodeHeadKernel);
+
+    /// <summary>
+    /// Threads a group: 8 warps on CUDA; 2 on ILGPU's CPU accelerator, where every thread is an OS thread
+    /// and a barrier's cost grows with them (the kernel takes any number of warps: a warp loops over heads).
+    /// </summary>
+    public static int GroupThreads(Accelerator accelerator) =>
+        Math.Min(accelerator.AcceleratorType == AcceleratorType.Cuda ? 256 : 64, accelerator.MaxNumThreadsPerGroup) / Lanes * Lanes;
+
+    /// <summary>One layer for rows 0 .. rows - 1.</summary>
+    public static void Layer(Device device, DecodeLayerArgs args, int rows)
+    {
+        int threads = GroupThreads(device.Accelerator);
+        int floats = LayerSharedFloats(args.C, args.Hkv * args.D, args.F, args.Capacity, threads / Lanes);
+        device.Kernels.Get("decode_layer", LoadLayer)(new KernelConfig(new Index1D(rows), new Index1D(threads), SharedMemoryConfig.RequestDynamic<float>(floats)), args);
+    }
+
+    /// <summary>Final norm and lm_head for rows 0 .. rows - 1.</summary>
+    public static void Head(Device device, DecodeHeadArgs args, int rows)
+    {
+        int threads = GroupThreads(device.Accelerator);
+        device.Kernels.Get("decode_head", LoadHead)(new KernelConfig(new Index1D(rows), new Index1D(threads), SharedMemoryConfig.RequestDynamic<float>(HeadSharedFloats(args.C))), args);
+    }
+}
