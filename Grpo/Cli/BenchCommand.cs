@@ -156,10 +156,11 @@ public static class BenchCommand
     /// <summary>Sampling on any device (the GPU figure: generate at torch_gpu_anchor.py's shapes, against its generate_hf).</summary>
     /// <summary>fused false times the op-by-op decode step (Transformer.FusedDecode cleared); launches_per_step counts a decode step's launches.</summary>
     public static Dictionary<string, object> Generate(Device device, TransformerConfig config, string figure, int batch, int promptLength, int newTokens, int reps,
-        bool fused = true)
+        bool fused = true, int decodeThreads = 0)
     {
         var model = new Transformer(config, seed: 0).To(device);
         model.FusedDecode = fused;
+        model.DecodeGroupThreads = decodeThreads;
         var rng = new Rng(0);
         var prompts = Enumerable.Range(0, batch)
             .Select(_ => Enumerable.Range(0, promptLength).Select(_ => rng.NextInt(config.VocabSize)).ToArray())

@@ -29,7 +29,9 @@
 //                (Transformer.Precision; Compute/Kernels/Bf16MatMulKernels.cs): no peer (the anchor's step is
 //                fp32); read it against train_step_fp32 on the line before
 //   generate_unfused   generate with Transformer.FusedDecode off (the op-by-op decode step); both give
-//                launches_per_step, one cached one-token step's launches (the sampler's not counted)
+//                launches_per_step, one cached one-token step's launches (the sampler's not counted);
+//                generate_fused_256 / _1024 the fused step with groups of that many threads (on CUDA; 1024 does not
+//                fit the registers: the figure says so)
 using Grpo.Compute;
 using Grpo.Compute.Kernels;
 using Grpo.Model;
@@ -228,6 +230,18 @@ public static class GpuBench
             var unfused = BenchCommand.Generate(device, config, "generate_unfused", 64, 32, 96, 3, fused: false);   // the op-by-op decode step
             unfused["shape"] = shape;
             yield return unfused;
+            if (device.Kind == DeviceKind.Cuda)
+                foreach (int threads in new[] { 256, 1024 })   // the fused kernels' group size (GroupThreads: 512)
+                {
+                    Dictionary<string, object> sized;
+                    try { sized = BenchCommand.Generate(device, config, $"generate_fused_{threads}", 64, 32, 96, 3, decodeThreads: threads); }
+                    catch (Exception error) when (error is not OutOfMemoryException)
+                    {
+                        sized = new() { ["fig"] = $"generate_fused_{threads}", ["error"] = error.Message.Split('\n')[0] };
+                    }
+                    sized["shape"] = shape;
+                    yield return sized;
+                }
         }
     }
 

@@ -27,9 +27,14 @@ public sealed partial class Transformer
     /// <summary>Whether a one-token cached step on a GPU runs as fused kernels (when it fits; see the file header). Default true; bench's generate_unfused clears it.</summary>
     public bool FusedDecode { get; set; } = true;
 
+    /// <summary>Threads a group of the fused kernels (a multiple of 32); 0 = DecodeKernels.GroupThreads' choice. Bench times several.</summary>
+    public int DecodeGroupThreads { get; set; }
+
+    private int DecodeThreads => DecodeGroupThreads > 0 ? DecodeGroupThreads : DecodeKernels.GroupThreads(Device.Accelerator);
+
     /// <summary>Whether a cached forward of seqLen tokens a row through this cache takes the fused path.</summary>
     public bool UsesFusedDecode(int seqLen, KvCache cache) =>
-        FusedDecode && Precision == MatMulPrecision.Fp32 && !Device.IsCpu && seqLen == 1 && FusedDecodeFits(Config, DecodeKernels.GroupThreads(Device.Accelerator) / 32, cache.Capacity);
+        FusedDecode && Precision == MatMulPrecision.Fp32 && !Device.IsCpu && seqLen == 1 && FusedDecodeFits(Config, DecodeThreads / 32, cache.Capacity);
 
     /// <summary>Whether the fused kernels can run this shape (Float4 widths, 48 KB of shared memory) and it pays (a layer within MaxFusedLayerBytes).</summary>
     internal static bool FusedDecodeFits(TransformerConfig c, int warps, int capacity)
@@ -71,12 +76,12 @@ public sealed partial class Transformer
             args.QBias = (layer.QBias ?? layer.Q).View; args.KBias = (layer.KBias ?? layer.K).View; args.VBias = (layer.VBias ?? layer.V).View;
             args.Gate = layer.Gate.View; args.Up = layer.Up.View; args.Down = layer.Down.View;
             args.CacheK = keys; args.CacheV = values;
-            DecodeKernels.Layer(Device, args, B);
+            DecodeKernels.Layer(Device, args, B, DecodeThreads);
         }
         if (4L * V * C > MaxFusedLayerBytes)
             return Linear(Op.RmsNorm(x.Reshape(B, 1, C), finalNorm, c.NormEps), lmHead);   // (B, 1, V)
         var logits = Tensor.Empty(Device, [B, 1, V]);                                  // (B, 1, V)
-        DecodeKernels.Head(Device, new DecodeHeadArgs { X = x.View, Norm = finalNorm.View, Head = lmHead.View, Logits = logits.View, C = C, Vocab = V, Eps = c.NormEps }, B);
+        DecodeKernels.Head(Device, new DecodeHeadArgs { X = x.View, Norm = finalNorm.View, Head = lmHead.View, Logits = logits.View, C = C, Vocab = V, Eps = c.NormEps }, B, DecodeThreads);
         return logits;
     }
 }

@@ -13,7 +13,7 @@
 // `Op.Embedding(embedTokens, tokens)` (it reads its x row from the table at the row's token).
 // Why: the op-by-op decode step of the small model is ~75 launches of 4-5 us host time each for
 // ~0.1 ms of arithmetic; a row's work in a layer depends on no other row, so a group per row does it all.
-// Layout: the group's warps (Group.DimX / 32, 8 on CUDA) share the row's vectors in dynamic shared memory:
+// Layout: the group's warps (Group.DimX / 32, 16 on CUDA) share the row's vectors in dynamic shared memory:
 //   partial sums (32) | x (C) | n (C) | q (C) | k (Hkv D) | v (Hkv D) | attended (C) | hidden (F) | scores (warps x capacity)
 // Linear: warp w computes blocks of eight outputs (w, w + warps, ... in blocks); its lanes stride the eight
 //   weight rows (W is (out, in), rows contiguous) four floats at a time (ld.global.v4) against n in shared
@@ -27,7 +27,13 @@
 // The new k, v are written to the cache at position Length and read back from there (a barrier orders
 // global memory within a group).
 // Needs C, F and D divisible by 4 (Float4 loads); Transformer.UsesFusedDecode checks it.
-// Versions: v1 (this): as above. Measured: (to be filled).
+// Versions: v1: as above, eight loads in flight a lane, 8 warps a group. v2 (this): sixteen loads in flight a
+// lane (RowDots reads two 128-float stretches a step) and 16 warps a group. Measured on the H200, small
+// shape (`grpo bench --figures generate`, 64 x 96 new tokens): v1 62.4k new tokens/s, slower than the
+// op-by-op step's 70.7k (a layer took 212 us: each warp waits on about 100 L2 round trips in turn); v2 with
+// 8 warps 78.0k, with 16 warps 115.6k (5 launches a step against 75). Only 64 of 132 SMs have a group (one
+// a row), so the layer stays latency-bound; spreading a row's layer over several SMs needs a grid-wide
+// barrier or a launch per phase.
 // Tests: Grpo.Tests/Compute/FusedDecodeTests.cs (against the op-by-op path and the CPU), PtxCompileTests.cs;
 // `grpo check --device cuda` (greedy sampling and the decode step line).
 using ILGPU;
@@ -198,6 +204,23 @@ public static class DecodeKernels
             return this;
         }
 
+        /// <summary>The eight rows' products with input[j .. j + 3] added in.</summary>
+        public readonly Eight Add(ArrayView<float> input, int j, Float4 w0, Float4 w1, Float4 w2, Float4 w3, Float4 w4, Float4 w5, Float4 w6, Float4 w7)
+        {
+            float x0 = input[j], x1 = input[j + 1], x2 = input[j + 2], x3 = input[j + 3];
+            return new Eight
+            {
+                S0 = S0 + w0.X * x0 + w0.Y * x1 + w0.Z * x2 + w0.W * x3,
+                S1 = S1 + w1.X * x0 + w1.Y * x1 + w1.Z * x2 + w1.W * x3,
+                S2 = S2 + w2.X * x0 + w2.Y * x1 + w2.Z * x2 + w2.W * x3,
+                S3 = S3 + w3.X * x0 + w3.Y * x1 + w3.Z * x2 + w3.W * x3,
+                S4 = S4 + w4.X * x0 + w4.Y * x1 + w4.Z * x2 + w4.W * x3,
+                S5 = S5 + w5.X * x0 + w5.Y * x1 + w5.Z * x2 + w5.W * x3,
+                S6 = S6 + w6.X * x0 + w6.Y * x1 + w6.Z * x2 + w6.W * x3,
+                S7 = S7 + w7.X * x0 + w7.Y * x1 + w7.Z * x2 + w7.W * x3,
+            };
+        }
+
         public readonly float Get(int i) => i == 0 ? S0 : i == 1 ? S1 : i == 2 ? S2 : i == 3 ? S3 : i == 4 ? S4 : i == 5 ? S5 : i == 6 ? S6 : S7;
     }
 
@@ -213,20 +236,20 @@ public static class DecodeKernels
         long r3 = XMath.Min(first + 3, last) * stride, r4 = XMath.Min(first + 4, last) * stride, r5 = XMath.Min(first + 5, last) * stride;
         long r6 = XMath.Min(first + 6, last) * stride, r7 = XMath.Min(first + 7, last) * stride;
         var sums = default(Eight);
-        for (int j = 4 * lane; j < inputs; j += 4 * Lanes)
+        // Two stretches of 128 floats a step (v2): sixteen loads in flight a lane instead of eight, so a row of
+        // 256 (the small shape's width) is one round trip to L2, not two.
+        for (int j = 4 * lane; j < inputs; j += 8 * Lanes)
         {
             long at = j / 4;
             Float4 w0 = w[r0 + at], w1 = w[r1 + at], w2 = w[r2 + at], w3 = w[r3 + at];
             Float4 w4 = w[r4 + at], w5 = w[r5 + at], w6 = w[r6 + at], w7 = w[r7 + at];
-            float x0 = input[j], x1 = input[j + 1], x2 = input[j + 2], x3 = input[j + 3];
-            sums.S0 += w0.X * x0 + w0.Y * x1 + w0.Z * x2 + w0.W * x3;
-            sums.S1 += w1.X * x0 + w1.Y * x1 + w1.Z * x2 + w1.W * x3;
-            sums.S2 += w2.X * x0 + w2.Y * x1 + w2.Z * x2 + w2.W * x3;
-            sums.S3 += w3.X * x0 + w3.Y * x1 + w3.Z * x2 + w3.W * x3;
-            sums.S4 += w4.X * x0 + w4.Y * x1 + w4.Z * x2 + w4.W * x3;
-            sums.S5 += w5.X * x0 + w5.Y * x1 + w5.Z * x2 + w5.W * x3;
-            sums.S6 += w6.X * x0 + w6.Y * x1 + w6.Z * x2 + w6.W * x3;
-            sums.S7 += w7.X * x0 + w7.Y * x1 + w7.Z * x2 + w7.W * x3;
+            int j2 = j + 4 * Lanes;
+            bool second = j2 < inputs;
+            long at2 = second ? j2 / 4 : at;   // a stretch past the row rereads the first (its products are not added)
+            Float4 v0 = w[r0 + at2], v1 = w[r1 + at2], v2 = w[r2 + at2], v3 = w[r3 + at2];
+            Float4 v4 = w[r4 + at2], v5 = w[r5 + at2], v6 = w[r6 + at2], v7 = w[r7 + at2];
+            sums = sums.Add(input, j, w0, w1, w2, w3, w4, w5, w6, w7);
+            if (second) sums = sums.Add(input, j2, v0, v1, v2, v3, v4, v5, v6, v7);
         }
         return sums;
     }
@@ -321,24 +344,26 @@ public static class DecodeKernels
         accelerator.LoadStreamKernel<DecodeHeadArgs>(DecodeHeadKernel);
 
     /// <summary>
-    /// Threads a group: 8 warps on CUDA; 2 on ILGPU's CPU accelerator, where every thread is an OS thread
-    /// and a barrier's cost grows with them (the kernel takes any number of warps: a warp loops over heads).
+    /// Threads a group: 16 warps on CUDA (measured on the H200, small shape: 8 warps 78k new tokens/s, 16
+    /// warps 116k; 32 need more registers than a group of 1024 may have); 2 on ILGPU's CPU accelerator, where
+    /// every thread is an OS thread and a barrier's cost grows with them (the kernel takes any number of
+    /// warps: a warp loops over heads).
     /// </summary>
     public static int GroupThreads(Accelerator accelerator) =>
-        Math.Min(accelerator.AcceleratorType == AcceleratorType.Cuda ? 256 : 64, accelerator.MaxNumThreadsPerGroup) / Lanes * Lanes;
+        Math.Min(accelerator.AcceleratorType == AcceleratorType.Cuda ? 512 : 64, accelerator.MaxNumThreadsPerGroup) / Lanes * Lanes;
 
-    /// <summary>One layer for rows 0 .. rows - 1.</summary>
-    public static void Layer(Device device, DecodeLayerArgs args, int rows)
+    /// <summary>One layer for rows 0 .. rows - 1, groups of threads (0: GroupThreads).</summary>
+    public static void Layer(Device device, DecodeLayerArgs args, int rows, int threads = 0)
     {
-        int threads = GroupThreads(device.Accelerator);
+        if (threads <= 0) threads = GroupThreads(device.Accelerator);
         int floats = LayerSharedFloats(args.C, args.Hkv * args.D, args.F, args.Capacity, threads / Lanes);
         device.Kernels.Get("decode_layer", LoadLayer)(new KernelConfig(new Index1D(rows), new Index1D(threads), SharedMemoryConfig.RequestDynamic<float>(floats)), args);
     }
 
-    /// <summary>Final norm and lm_head for rows 0 .. rows - 1.</summary>
-    public static void Head(Device device, DecodeHeadArgs args, int rows)
+    /// <summary>Final norm and lm_head for rows 0 .. rows - 1, groups of threads (0: GroupThreads).</summary>
+    public static void Head(Device device, DecodeHeadArgs args, int rows, int threads = 0)
     {
-        int threads = GroupThreads(device.Accelerator);
+        if (threads <= 0) threads = GroupThreads(device.Accelerator);
         device.Kernels.Get("decode_head", LoadHead)(new KernelConfig(new Index1D(rows), new Index1D(threads), SharedMemoryConfig.RequestDynamic<float>(HeadSharedFloats(args.C))), args);
     }
 }

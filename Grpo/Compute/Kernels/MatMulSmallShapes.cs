@@ -172,12 +172,13 @@ public static partial class MatMulKernels
     public static bool RowsKernelFits(ArrayView<float> a, ArrayView<float> b, int m, int k) =>
         m <= RowsTileRows && k % 4 == 0 && StartsAligned(a) && StartsAligned(b);
 
-    /// <summary>How many chunks v2 cuts K into: enough groups for two a multiprocessor, chunks of at least 128.</summary>
+    /// <summary>How many chunks v2 cuts K into: enough groups for two a multiprocessor, chunks of at least 128, K at least 512.</summary>
     public static int RowsSplitsFor(Device device, int k, int n)
     {
         long groups = (n + RowsTileColumns - 1) / RowsTileColumns;
         long wanted = 2L * device.Accelerator.NumMultiprocessors;
-        if (groups >= wanted || k < 256) return 1;
+        // A split costs a second launch (the sum): at the small shape (K = 256) that cost more than it saved.
+        if (groups >= wanted || k < 512) return 1;
         return (int)Math.Max(1, Math.Min((wanted + groups - 1) / groups, k / 128));
     }
 
