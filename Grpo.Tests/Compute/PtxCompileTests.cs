@@ -59,7 +59,7 @@ public class PtxCompileTests
             "PolicyLossTokenKernel", "PolicyLossSumKernel", "PolicyLossBackwardKernel",
             "TensorCoreGemmKernel", "TensorCoreGemmV1Kernel", "ToBf16Kernel",
             "ConvertKernel", "ConvertTransposedKernel", "FallbackGemmKernel", "EpilogueKernel",
-            "DecodeLayerKernel", "DecodeHeadKernel",
+            "DecodeLayerKernel", "DecodeHeadKernel", "SpreadKernel",
         ];
         foreach (var expected in ported)
             Assert.Contains(expected, names);

@@ -11,7 +11,8 @@
 // residual stream (o_proj, down_proj) N(0, 0.02 / sqrt(2 * layers)) so the residual's variance does
 // not grow with depth; norm weights 1, biases 0; all drawn from one seeded Rng in parameter order.
 // The second Forward decodes incrementally through a KvCache (Model/KvCache.cs), under NoGrad; on a GPU
-// a one-token step runs as one fused kernel a layer (Transformer.FusedDecode.cs) when FusedDecode is set.
+// a one-token step runs as one fused kernel a layer (Transformer.FusedDecode.cs) when FusedDecode is set,
+// or as a few launches a layer spread over the GPU (Transformer.SpreadDecode.cs) when SpreadDecode is set.
 // Device: the parameters live on one Device; To(device) gives a copy there (the GPU runs the same
 // Run below, each op taking its kernel path). Inputs (tokens, masks, positions) stay host arrays.
 // Tests: Grpo.Tests/Model/TransformerTests.cs, and against PyTorch in Grpo.Tests/Model/PyTorchFixtureTests.cs.
@@ -129,6 +130,12 @@ public sealed partial class Transformer
         int start = cache.Length;
         cache.WriteKeyMask(keyMask, seqLen);
         positions ??= DefaultPositions(batch, seqLen, start);
+        if (UsesSpreadDecode(seqLen, cache))
+        {
+            var spreadLogits = SpreadStep(tokens, batch, positions, cache);   // Transformer.SpreadDecode.cs: the same Run, a few launches a layer
+            cache.Advance(seqLen);
+            return spreadLogits;
+        }
         if (UsesFusedDecode(seqLen, cache))
         {
             var stepLogits = DecodeStep(tokens, batch, positions, cache);   // Transformer.FusedDecode.cs: the same Run, fused
