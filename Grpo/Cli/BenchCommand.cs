@@ -154,12 +154,14 @@ public static class BenchCommand
         Generate(Device.Cpu, TransformerConfig.CpuBench, "cpu_generate", batch, promptLength, newTokens, reps);
 
     /// <summary>Sampling on any device (the GPU figure: generate at torch_gpu_anchor.py's shapes, against its generate_hf).</summary>
-    /// <summary>fused false times the op-by-op decode step (Transformer.FusedDecode cleared); launches_per_step counts a decode step's launches.</summary>
+    /// <summary>fused false times the op-by-op decode step (Transformer.FusedDecode cleared), spread true the spread step
+    /// (Transformer.SpreadDecode); launches_per_step counts a decode step's launches.</summary>
     public static Dictionary<string, object> Generate(Device device, TransformerConfig config, string figure, int batch, int promptLength, int newTokens, int reps,
-        bool fused = true, int decodeThreads = 0)
+        bool fused = true, int decodeThreads = 0, bool spread = false)
     {
         var model = new Transformer(config, seed: 0).To(device);
         model.FusedDecode = fused;
+        model.SpreadDecode = spread;
         model.DecodeGroupThreads = decodeThreads;
         var rng = new Rng(0);
         var prompts = Enumerable.Range(0, batch)

@@ -4,7 +4,8 @@
 //   sample      greedy completions of the held-out prompts through the KV cache: the tokens must be
 //               identical, their log-probs within 1e-4 (on a GPU through the fused decode step)
 //   decode step the logits of three cached one-token steps after a left-padded prefill, on the device
-//               once through the fused kernels (Transformer.FusedDecode) and once op by op
+//               once through the fused kernels (Transformer.FusedDecode), once op by op and once through
+//               the spread kernels (Transformer.SpreadDecode)
 //   train step  one SFT step (forward, cross-entropy, backward, clip to norm 1, AdamW): the logits, the
 //               loss, every parameter's gradient and every parameter after the update
 //   grpo step   one GRPO gradient step on completions sampled on the CPU from the same model, with
@@ -66,6 +67,7 @@ internal static class CheckModelCases
             yield return Compare("sample", "their log-probs", "sample.logprobs", 1e-4, true);
             yield return Compare("decode step", "logits, fused kernels (3 cached steps)", "decode.fused", 1e-4, true);
             yield return Compare("decode step", "logits, op by op (3 cached steps)", "decode.unfused", 1e-4, true);
+            yield return Compare("decode step", "logits, spread kernels (3 cached steps)", "decode.spread", 1e-4, true);
         }
         yield return Compare("train step", "logits", "sft.logits", 1e-4, true);
         yield return Compare("train step", "cross-entropy loss", "sft.loss", 1e-5, false);
@@ -162,6 +164,7 @@ internal static class CheckModelCases
             results["sample.logprobs"] = sampled.SelectMany(o => o.LogProbs).ToArray();
             results["decode.fused"] = DecodeSteps(sampler, inputs.Prompts, fused: true);
             results["decode.unfused"] = DecodeSteps(sampler, inputs.Prompts, fused: false);
+            results["decode.spread"] = DecodeSteps(sampler, inputs.Prompts, fused: true, spread: true);
         }
 
         // One SFT step.
@@ -208,9 +211,10 @@ internal static class CheckModelCases
 
     /// <summary>
     /// Logits of three cached one-token steps after a left-padded prefill of every prompt, with
-    /// Transformer.FusedDecode set as asked (a GPU takes the fused kernels when the model fits them).
+    /// Transformer.FusedDecode and SpreadDecode set as asked (a GPU takes the fused kernels when the model fits them,
+    /// the spread ones when SpreadDecode is set).
     /// </summary>
-    private static float[] DecodeSteps(Transformer model, int[][] prompts, bool fused)
+    private static float[] DecodeSteps(Transformer model, int[][] prompts, bool fused, bool spread = false)
     {
         using var noGrad = Autograd.NoGrad();
         int B = prompts.Length, width = prompts.Max(p => p.Length), steps = 3;
@@ -225,6 +229,7 @@ internal static class CheckModelCases
             }
         var cache = new KvCache(model.Config, B, width + steps, model.Device);
         model.FusedDecode = fused;
+        model.SpreadDecode = spread;
         try
         {
             model.Forward(tokens, B, width, cache, mask, positions);
@@ -240,6 +245,7 @@ internal static class CheckModelCases
         finally
         {
             model.FusedDecode = true;
+            model.SpreadDecode = false;
             cache.Release();
         }
     }

@@ -30,6 +30,8 @@
 //                fp32); read it against train_step_fp32 on the line before
 //   generate_unfused   generate with Transformer.FusedDecode off (the op-by-op decode step); both give
 //                launches_per_step, one cached one-token step's launches (the sampler's not counted);
+//                generate_spread  generate through the spread decode step (Transformer.SpreadDecode: five launches a
+//                layer over all rows, DecodeSpreadKernels.cs), at either shape
 //                generate_fused_256 / _1024 the fused step with groups of that many threads (on CUDA; 1024 does not
 //                fit the registers: the figure says so)
 using Grpo.Compute;
@@ -230,6 +232,14 @@ public static class GpuBench
             var unfused = BenchCommand.Generate(device, config, "generate_unfused", 64, 32, 96, 3, fused: false);   // the op-by-op decode step
             unfused["shape"] = shape;
             yield return unfused;
+            Dictionary<string, object> spread;   // the spread decode step (DecodeSpreadKernels.cs), any shape
+            try { spread = BenchCommand.Generate(device, config, "generate_spread", 64, 32, 96, 3, spread: true); }
+            catch (Exception error) when (error is not OutOfMemoryException)
+            {
+                spread = new() { ["fig"] = "generate_spread", ["error"] = error.Message.Split('\n')[0] };
+            }
+            spread["shape"] = shape;
+            yield return spread;
             if (device.Kind == DeviceKind.Cuda)
                 foreach (int threads in new[] { 256, 1024 })   // the fused kernels' group size (GroupThreads: 512)
                 {
