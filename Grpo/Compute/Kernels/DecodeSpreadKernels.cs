@@ -17,9 +17,10 @@
 // Why: the fused step (DecodeKernels.cs, a group a row) gives the small shape only 64 groups on 132 SMs and
 // every row's group re-reads the whole layer's weights; here a launch reads each weight once and has
 // ceil(N / 32) x ceil(B / 64) groups (qkv at the small shape: 24, gate/up 48, o 8, down 8, lm_head 4 a row block).
-// Kernel: MatMulSmallShapes.cs's MatMulRowsKernel (a group per 32 columns x 64 rows, K through shared memory
-// 16 at a time, Float4 loads, thread (tx, ty) = (thread % 8, thread / 8) owning rows 4 ty .. 4 ty + 3 and
-// the group's columns tx, tx + 8, tx + 16, tx + 24), with:
+// Kernel: MatMulSmallShapes.cs's MatMulRowsKernel (a group per 32 columns x 64 rows, K through shared memory,
+// Float4 loads issued a k-step ahead, thread (tx, ty) = (thread % 8, thread / 8) owning rows 4 ty .. 4 ty + 3
+// and the group's columns tx, tx + 8, tx + 16, tx + 24), but 32 of K a step, not 16 (six Float4 loads a
+// thread in flight, half the k-steps: each is about an L2 round trip, and these launches are latency-bound), with:
 //   - the norm on load: the group first sums x^2 of its 64 rows (two threads a row), then scales every A
 //     quad by r_row = 1 / sqrt(mean x^2 + eps) and the norm weight as it goes into shared memory;
 //   - layer 0's x gathered from the embedding table at the row's token (the group of column block 0 also
@@ -55,8 +56,8 @@ public struct SpreadArgs
 public static class DecodeSpreadKernels
 {
     public const int ModePlain = 0, ModeQkv = 1, ModeGateUp = 2;
-    public const int TileColumns = 32, TileRows = 64, KStep = 16, Threads = 128, PairsPerGroup = 16;
-    private const int QuadStride = KStep / 4 + 1;   // a shared row: 4 quads of k and one of padding
+    public const int TileColumns = 32, TileRows = 64, KStep = 32, Threads = 128, PairsPerGroup = 16;
+    private const int QuadStride = KStep / 4 + 1;   // a shared row: 8 quads of k and one of padding
 
     /// <summary>v3: one launch (see the header). Grid (column blocks, row blocks), groups of Threads.</summary>
     public static void SpreadKernel(SpreadArgs s)
@@ -69,14 +70,16 @@ public static class DecodeSpreadKernels
         int rowBase = Grid.IdxY * TileRows, k = s.K;
         var a4 = s.FromTokens != 0 ? s.Embed.Cast<Float4>() : s.A.Cast<Float4>();
 
-        // Rows past M read row M - 1 and are not written.
-        int aRow = thread / 4, quad = thread % 4;
-        long aAt0 = ARowAt(s, XMath.Min(rowBase + aRow, s.M - 1)), aAt1 = ARowAt(s, XMath.Min(rowBase + aRow + 32, s.M - 1));
+        // This thread's loads of a k-step: quad `quad` of rows r, r + 16, r + 32, r + 48 of A and of columns
+        // c, c + 16 of the weight (r = c = thread / 8). Rows past M read row M - 1 and are not written.
+        int r = thread / 8, quad = thread % 8;
+        long aAt0 = ARowAt(s, XMath.Min(rowBase + r, s.M - 1)), aAt1 = ARowAt(s, XMath.Min(rowBase + r + 16, s.M - 1));
+        long aAt2 = ARowAt(s, XMath.Min(rowBase + r + 32, s.M - 1)), aAt3 = ARowAt(s, XMath.Min(rowBase + r + 48, s.M - 1));
 
-        float scale0 = 1f, scale1 = 1f;
+        var scales = new Float4 { X = 1f, Y = 1f, Z = 1f, W = 1f };   // r_row of the four rows
         if (s.HasNorm != 0)
         {
-            // Two threads a row: floats 4 (half + 2 j) .. + 3 of row thread / 2.
+            // Two threads a row: quads half, half + 2, ... of row thread / 2.
             int normRow = thread / 2, half = thread % 2;
             long at = ARowAt(s, XMath.Min(rowBase + normRow, s.M - 1)) / 4;
             float sum = 0f;
@@ -89,39 +92,41 @@ public static class DecodeSpreadKernels
             Group.Barrier();
             if (thread < TileRows) inverse[thread] = 1f / XMath.Sqrt((partials[2 * thread] + partials[2 * thread + 1]) / k + s.Eps);
             Group.Barrier();
-            scale0 = inverse[aRow];
-            scale1 = inverse[aRow + 32];
+            scales = new Float4 { X = inverse[r], Y = inverse[r + 16], Z = inverse[r + 32], W = inverse[r + 48] };
         }
 
-        // This thread's weight row: the group's column thread / 4.
-        int which = WeightWhich(s, Grid.IdxX, thread / 4);
-        var b4 = (which == 0 ? s.W0 : which == 1 ? s.W1 : s.W2).Cast<Float4>();
-        long bAt = (long)WeightRow(s, Grid.IdxX, thread / 4) * k;
+        int which0 = WeightWhich(s, Grid.IdxX, r), which1 = WeightWhich(s, Grid.IdxX, r + 16);
+        var b40 = (which0 == 0 ? s.W0 : which0 == 1 ? s.W1 : s.W2).Cast<Float4>();
+        var b41 = (which1 == 0 ? s.W0 : which1 == 1 ? s.W1 : s.W2).Cast<Float4>();
+        long bAt0 = (long)WeightRow(s, Grid.IdxX, r) * k, bAt1 = (long)WeightRow(s, Grid.IdxX, r + 16) * k;
         var norm4 = s.Norm.Cast<Float4>();
         bool writeX = s.FromTokens != 0 && Grid.IdxX == 0;   // layer 0: column block 0 copies the gathered rows to x
         var x4 = s.A.Cast<Float4>();
 
         var acc = default(Block);
-        var next = LoadStep(a4, b4, aAt0, aAt1, bAt, 4 * quad, k);
+        var next = LoadStep(a4, b40, b41, aAt0, aAt1, aAt2, aAt3, bAt0, bAt1, 4 * quad, k);
         for (int k0 = 0; k0 < k; k0 += KStep)
         {
             int kq = k0 + 4 * quad;
             if (writeX && kq < k)
             {
-                if (rowBase + aRow < s.M) x4[((long)(rowBase + aRow) * k + kq) / 4] = next.A0;
-                if (rowBase + aRow + 32 < s.M) x4[((long)(rowBase + aRow + 32) * k + kq) / 4] = next.A1;
+                WriteX(x4, next.A0, rowBase + r, s.M, k, kq); WriteX(x4, next.A1, rowBase + r + 16, s.M, k, kq);
+                WriteX(x4, next.A2, rowBase + r + 32, s.M, k, kq); WriteX(x4, next.A3, rowBase + r + 48, s.M, k, kq);
             }
             if (s.HasNorm != 0 && kq < k)
             {
                 var w = norm4[kq / 4];
-                next.A0 = Scale(next.A0, scale0, w);
-                next.A1 = Scale(next.A1, scale1, w);
+                next.A0 = Scale(next.A0, scales.X, w); next.A1 = Scale(next.A1, scales.Y, w);
+                next.A2 = Scale(next.A2, scales.Z, w); next.A3 = Scale(next.A3, scales.W, w);
             }
-            aTile[aRow * QuadStride + quad] = next.A0;
-            aTile[(aRow + 32) * QuadStride + quad] = next.A1;
-            bTile[(thread / 4) * QuadStride + quad] = next.B;
+            aTile[r * QuadStride + quad] = next.A0;
+            aTile[(r + 16) * QuadStride + quad] = next.A1;
+            aTile[(r + 32) * QuadStride + quad] = next.A2;
+            aTile[(r + 48) * QuadStride + quad] = next.A3;
+            bTile[r * QuadStride + quad] = next.B0;
+            bTile[(r + 16) * QuadStride + quad] = next.B1;
             Group.Barrier();
-            if (k0 + KStep < k) next = LoadStep(a4, b4, aAt0, aAt1, bAt, k0 + KStep + 4 * quad, k);
+            if (k0 + KStep < k) next = LoadStep(a4, b40, b41, aAt0, aAt1, aAt2, aAt3, bAt0, bAt1, k0 + KStep + 4 * quad, k);
             for (int q = 0; q < KStep / 4; q++)
             {
                 var a0 = aTile[(4 * ty) * QuadStride + q];
@@ -138,6 +143,11 @@ public static class DecodeSpreadKernels
         Epilogue(s, rowBase + 4 * ty + 1, tx, acc.R1);
         Epilogue(s, rowBase + 4 * ty + 2, tx, acc.R2);
         Epilogue(s, rowBase + 4 * ty + 3, tx, acc.R3);
+    }
+
+    private static void WriteX(ArrayView<Float4> x4, Float4 value, int row, int m, int k, int kq)
+    {
+        if (row < m) x4[((long)row * k + kq) / 4] = value;
     }
 
     /// <summary>Where row r of A starts: x's row, or the embedding row of the row's token.</summary>
@@ -247,14 +257,19 @@ public static class DecodeSpreadKernels
 
     private struct Step
     {
-        public Float4 A0, A1, B;
+        public Float4 A0, A1, A2, A3, B0, B1;
     }
 
     /// <summary>One thread's quads of a k-step at k (zeros past K; K is a multiple of 4, so a quad is all in or all out).</summary>
-    private static Step LoadStep(ArrayView<Float4> a4, ArrayView<Float4> b4, long aAt0, long aAt1, long bAt, int k, int K)
+    private static Step LoadStep(ArrayView<Float4> a4, ArrayView<Float4> b40, ArrayView<Float4> b41, long aAt0, long aAt1, long aAt2, long aAt3,
+        long bAt0, long bAt1, int k, int K)
     {
         if (k >= K) return default;
-        return new Step { A0 = a4[(aAt0 + k) / 4], A1 = a4[(aAt1 + k) / 4], B = b4[(bAt + k) / 4] };
+        return new Step
+        {
+            A0 = a4[(aAt0 + k) / 4], A1 = a4[(aAt1 + k) / 4], A2 = a4[(aAt2 + k) / 4], A3 = a4[(aAt3 + k) / 4],
+            B0 = b40[(bAt0 + k) / 4], B1 = b41[(bAt1 + k) / 4],
+        };
     }
 
     /// <summary>Sixteen sums: rows R0..R3, each over the columns tx, tx + 8, tx + 16, tx + 24.</summary>
