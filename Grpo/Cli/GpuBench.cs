@@ -79,7 +79,7 @@ public static class GpuBench
         }
         if (n < 4096) yield break;
         // The small shape's linear layer, x (8192, 256) @ W^T (256, 256): 128 tiles of 128 x 128 for 264 slots,
-        // 256 at half height (what the launcher picks here).
+        // 256 at half height (measured slower: the launcher keeps full height).
         const int rows = 8192, width = 256;
         foreach (bool half in new[] { false, true })
         {

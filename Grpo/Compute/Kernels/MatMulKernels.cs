@@ -366,7 +366,7 @@ public static partial class MatMulKernels
         };
         if (version == 4)
         {
-            MatMulV4(device, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate, UsesHalfTiles(device, batch, m, n));
+            MatMulV4(device, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
             return;
         }
         var grid = new Index3D((n + Tile - 1) / Tile, (m + Tile - 1) / Tile, batch);
