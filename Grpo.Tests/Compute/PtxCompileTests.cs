@@ -54,7 +54,7 @@ public class PtxCompileTests
             "SiluKernel", "SiluBackwardKernel", "SwiGluKernel", "SwiGluBackwardKernel", "RopeKernel",
             "AttentionKernel", "AttentionQueryBackwardKernel", "AttentionKeyValueBackwardKernel",
             "AttentionWarpKernel", "AttentionQueryBackwardWarpKernel", "AttentionDecodeKernel", "AttentionQueryBackwardLanesKernel",
-            "FlashAttentionForwardKernel", "FlashAttentionDeltaKernel", "FlashAttentionQueryBackwardKernel", "FlashAttentionKeyValueBackwardKernel",
+            "FlashAttentionForwardKernel", "FlashAttentionDeltaKernel", "FlashAttentionDeltaWarpKernel", "FlashAttentionQueryBackwardKernel", "FlashAttentionKeyValueBackwardKernel",
             "AdamWKernel", "ArgMaxKernel", "TemperatureSoftmaxKernel", "MinPKernel", "DrawKernel", "DrawWarpKernel",
             "PolicyLossTokenKernel", "PolicyLossSumKernel", "PolicyLossBackwardKernel",
             "TensorCoreGemmKernel", "TensorCoreGemmV1Kernel", "ToBf16Kernel",
