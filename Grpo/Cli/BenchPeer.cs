@@ -10,8 +10,10 @@
 //   elementwise, column_sum      -> copy_bw, gbps (device copy: the bandwidth ceiling)
 //   train_step_fp32 (params)     -> train_step_fp32 (same params), tok_per_s: eager, and compiled
 //                                   when the peer file has it (ratio_compiled)
-//   generate                     -> generate_hf, new_tok_per_s (transformers' generate)
-//   generate_unfused             -> the same
+//   train_step_bf16 (params)     -> the same fp32 peer (the issue allows bf16 matmuls as an option; the
+//                                   peer's step stays fp32)
+//   generate and its variants    -> generate_hf, new_tok_per_s (transformers' generate)
+//   (generate_unfused, generate_fused_N, generate_spread)
 // Figures with no peer (attention, launch, op costs) are printed as they are.
 // Tests: Grpo.Tests/Cli/BenchPeerTests.cs.
 using System.Text.Json;
@@ -56,8 +58,8 @@ public static class BenchPeer
             "sgemm_fp32" or "sgemm_fp32_v1" or "sgemm_fp32_v2" or "sgemm_fp32_v3" or "sgemm_fp32_v3_nt" or "sgemm_fp32_v3_tn" or "sgemm_fp32_nt" or "sgemm_fp32_v4" or "sgemm_fp32_v4_nt" or "sgemm_fp32_v4_tn" => ("sgemm_fp32", "tflops", "n"),
             "gemm_bf16" or "gemm_bf16_v1" => ("gemm_bf16", "tflops", "n"),
             "elementwise" or "column_sum" => ("copy_bw", "gbps", null),
-            "train_step_fp32" => ("train_step_fp32", "tok_per_s", "params"),
-            "generate" or "generate_unfused" => ("generate_hf", "new_tok_per_s", null),
+            "train_step_fp32" or "train_step_bf16" => ("train_step_fp32", "tok_per_s", "params"),
+            _ when name.StartsWith("generate", StringComparison.Ordinal) => ("generate_hf", "new_tok_per_s", null),
             _ => (null, null, (string?)null),
         };
         if (peerName == null || !figure.TryGetValue(metric!, out var ours)) return;

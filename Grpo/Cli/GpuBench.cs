@@ -4,7 +4,8 @@
 //   sgemm_fp32   C = A @ B, n = 4096, 2 n^3 flops, the launcher's kernel (v4, layouts compiled in, k-step 16);
 //                sgemm_fp32_v1 / _v2 / _v3 the older versions; sgemm_fp32_nt (x @ W^T) and sgemm_fp32_v4_tn
 //                (A^T @ B, a weight gradient's layout) the other layouts, _v3_nt / _v3_tn the same by v3;
-//                each with the driver's registers a thread
+//                each with the driver's registers a thread; gemm_small_n / _half the small shape's x @ W^T
+//                (8192 x 256 @ 256 x 256^T) by v4 at full and half height (no peer)
 //                                                           vs cuBLAS fp32 SGEMM, 51 TFLOP/s
 //   sgemm_fp32_v1  the same product by v1 (scalar loads), to show the step from v1 to v2
 //   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time, by the
@@ -77,6 +78,17 @@ public static class GpuBench
                 figure["local_bytes"] = localBytes;
             }
             yield return figure;
+        }
+        if (n < 4096) yield break;
+        // The small shape's linear layer, x (8192, 256) @ W^T (256, 256): 128 tiles of 128 x 128 for 264 slots,
+        // 256 at half height (measured slower: the launcher keeps full height).
+        const int rows = 8192, width = 256;
+        foreach (bool half in new[] { false, true })
+        {
+            string fig = half ? "gemm_small_n_half" : "gemm_small_n";
+            double flops = 2.0 * rows * width * width / Time(device, reps * 10, () =>
+                MatMulKernels.MatMulV4(device, a.View, false, b.View, true, c.View, 1, rows, width, width, sharedB: true, accumulate: false, half));
+            yield return new Dictionary<string, object> { ["fig"] = fig, ["m"] = rows, ["n"] = width, ["k"] = width, ["tflops"] = Math.Round(flops / 1e12, 2) };
         }
     }
 

@@ -1,6 +1,6 @@
 // Attention v4's backward (FlashAttention-2, Dao 2023, Algorithm 2), recomputing P from the forward's
 // log-sum-exp L instead of reading a stored P. With S = q . k / sqrt(D) over the allowed keys:
-//   Di = dO_i . O_i                                   (FlashAttentionDeltaKernel, one thread per row)
+//   Di = dO_i . O_i                                   (FlashAttentionDeltaWarpKernel, a warp per row; first a thread per row)
 //   P_ij = exp(S_ij - L_i),  dP_ij = dO_i . V_j,  dS_ij = P_ij (dP_ij - Di)
 //   dQ_i += sum_j dS_ij K_j / sqrt(D)                 (FlashAttentionQueryBackwardKernel)
 //   dV_j += sum_i P_ij dO_i,  dK_j += sum_i dS_ij Q_i / sqrt(D)   (FlashAttentionKeyValueBackwardKernel)
@@ -35,6 +35,26 @@ public static partial class FlashAttentionKernels
         for (int d = 0; d < a.D; d++) sum += dOutput[at + d] * output[at + d];
         delta[((long)b * a.Hq + h) * a.T + t] = sum;
     }
+
+    /// <summary>
+    /// Di as FlashAttentionDeltaKernel, a warp per row (lanes along d, so a warp reads each row's 64 floats
+    /// at once; the thread-per-row version read them serially, each thread its own row: 82 us a layer at
+    /// the small shape on the H200, more than the forward). Explicitly grouped: DeltaWarps warps a group.
+    /// </summary>
+    public static void FlashAttentionDeltaWarpKernel(ArrayView<float> dOutput, ArrayView<float> output, ArrayView<float> delta, AttentionShape a)
+    {
+        int row = Grid.IdxX * DeltaWarps + Warp.WarpIdx, lane = Warp.LaneIdx;
+        if (row >= a.B * a.T * a.Hq) return;   // the whole warp leaves together
+        int b = row / (a.T * a.Hq), t = row / a.Hq % a.T, h = row % a.Hq;
+        long at = (long)row * a.D;
+        float sum = 0f;
+        for (int d = lane; d < a.D; d += Warp.WarpSize) sum += dOutput[at + d] * output[at + d];
+        for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2) sum += Warp.ShuffleXor(sum, offset);
+        if (lane == 0) delta[((long)b * a.Hq + h) * a.T + t] = sum;
+    }
+
+    /// <summary>Warps a group of the delta kernel.</summary>
+    public const int DeltaWarps = 8;
 
     /// <summary>v4 dq. Grid: query tiles x (B * Hq) groups of Threads.</summary>
     public static void FlashAttentionQueryBackwardKernel(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<int> keyMask,

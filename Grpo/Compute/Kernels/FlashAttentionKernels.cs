@@ -72,8 +72,9 @@ public static partial class FlashAttentionKernels
         Check(a, q, k, v, output, logSumExp, keyMask, dOutput, dk, dv, dq);
         if (delta.Length != logSumExp.Length) throw new ArgumentException($"flash attention backward: delta has {delta.Length} floats, expected {logSumExp.Length}");
         if (q.Length == 0) return;
-        device.Kernels.Get("flash_attention_delta", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(FlashAttentionDeltaKernel))
-            (a.B * a.T * a.Hq, dOutput, output, delta, a);
+        int rows = a.B * a.T * a.Hq, warpSize = device.Accelerator.WarpSize;
+        device.Kernels.Get("flash_attention_delta", acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(FlashAttentionDeltaWarpKernel))
+            (new KernelConfig((rows + DeltaWarps - 1) / DeltaWarps, DeltaWarps * warpSize), dOutput, output, delta, a);
         device.Kernels.Get("flash_attention_query_backward", acc => WarpKernel(acc, acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionShape>(FlashAttentionQueryBackwardKernel)))
             (Groups((a.T + Rows - 1) / Rows * a.B * a.Hq), q, k, v, keyMask, dOutput, logSumExp, delta, dq, a);
         if (k.Length == 0) return;

@@ -364,6 +364,11 @@ public static partial class MatMulKernels
             AStride = (long)m * k, BStride = sharedB ? 0 : (long)k * n, CStride = (long)m * n,
             TransposeA = transposeA ? 1 : 0, TransposeB = transposeB ? 1 : 0, Accumulate = accumulate ? 1 : 0,
         };
+        if (version == 4)
+        {
+            MatMulV4(device, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
+            return;
+        }
         var grid = new Index3D((n + Tile - 1) / Tile, (m + Tile - 1) / Tile, batch);
         var config = new KernelConfig(grid, new Index3D(ThreadsPerGroup, 1, 1));
         var kernel = version switch
