@@ -2,7 +2,7 @@
 // ILGPU's CPU accelerator: a cached one-token step through the spread kernels gives the op-by-op path's
 // logits and the CPU model's, step after step, with left-padded rows, a masked (finished) row and a
 // gathered cache, for the tiny preset (GQA, head dim 4), a Qwen2-like config (QKV bias, GQA 4:1) and one of
-// 70 rows (two row blocks); a step is 5 Layers + 1 launches; greedy generation gives the CPU's tokens.
+// 70 rows (two row blocks of 64, or five of 16); a step is 5 Layers + 1 launches; greedy generation gives the CPU's tokens.
 using Grpo.Compute;
 using Grpo.Model;
 using Grpo.Sampling;
@@ -82,14 +82,17 @@ public class SpreadDecodeTests(CpuAcceleratorFixture fixture)
         }
     }
 
-    [Fact]
-    public void SeventyRowsTakeTwoRowBlocks()
+    [Theory]
+    [InlineData(0)]    // 64 rows a group: two row blocks
+    [InlineData(16)]   // five row blocks, the last of 6 rows
+    public void SeventyRowsTakeSeveralRowBlocks(int rowsPerBlock)
     {
         var config = Tiny;
         using var _ = Autograd.NoGrad();
         var cpu = CpuModel(config, seed: 5);
         var gpu = cpu.To(device);
         gpu.SpreadDecode = true;
+        gpu.SpreadRowsPerBlock = rowsPerBlock;
         const int B = 70, prompt = 2, capacity = 4;
         var tokens = Enumerable.Range(0, B * prompt).Select(i => (i * 5 + 3) % config.VocabSize).ToArray();
         var cpuCache = new KvCache(config, B, capacity);

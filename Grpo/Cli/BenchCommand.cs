@@ -157,11 +157,12 @@ public static class BenchCommand
     /// <summary>fused false times the op-by-op decode step (Transformer.FusedDecode cleared), spread true the spread step
     /// (Transformer.SpreadDecode); launches_per_step counts a decode step's launches.</summary>
     public static Dictionary<string, object> Generate(Device device, TransformerConfig config, string figure, int batch, int promptLength, int newTokens, int reps,
-        bool fused = true, int decodeThreads = 0, bool spread = false)
+        bool fused = true, int decodeThreads = 0, bool spread = false, int spreadRows = 0)
     {
         var model = new Transformer(config, seed: 0).To(device);
         model.FusedDecode = fused;
         model.SpreadDecode = spread;
+        model.SpreadRowsPerBlock = spreadRows;
         model.DecodeGroupThreads = decodeThreads;
         var rng = new Rng(0);
         var prompts = Enumerable.Range(0, batch)

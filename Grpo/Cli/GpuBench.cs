@@ -32,7 +32,8 @@
 //   generate_unfused   generate with Transformer.FusedDecode off (the op-by-op decode step); both give
 //                launches_per_step, one cached one-token step's launches (the sampler's not counted);
 //                generate_spread  generate through the spread decode step (Transformer.SpreadDecode: five launches a
-//                layer over all rows, DecodeSpreadKernels.cs), at either shape
+//                layer over all rows, DecodeSpreadKernels.cs), at either shape; generate_spread_rows32 / _rows16
+//                the same with 32 or 16 rows a group instead of 64 (Transformer.SpreadRowsPerBlock: more groups)
 //                generate_fused_256 / _1024 the fused step with groups of that many threads (on CUDA; 1024 does not
 //                fit the registers: the figure says so)
 using Grpo.Compute;
@@ -244,14 +245,18 @@ public static class GpuBench
             var unfused = BenchCommand.Generate(device, config, "generate_unfused", 64, 32, 96, 3, fused: false);   // the op-by-op decode step
             unfused["shape"] = shape;
             yield return unfused;
-            Dictionary<string, object> spread;   // the spread decode step (DecodeSpreadKernels.cs), any shape
-            try { spread = BenchCommand.Generate(device, config, "generate_spread", 64, 32, 96, 3, spread: true); }
-            catch (Exception error) when (error is not OutOfMemoryException)
+            foreach (int rows in new[] { 0, 32, 16 })   // the spread decode step (DecodeSpreadKernels.cs), any shape; rows a group (0: 64)
             {
-                spread = new() { ["fig"] = "generate_spread", ["error"] = error.Message.Split('\n')[0] };
+                string name = rows == 0 ? "generate_spread" : $"generate_spread_rows{rows}";
+                Dictionary<string, object> spread;
+                try { spread = BenchCommand.Generate(device, config, name, 64, 32, 96, 3, spread: true, spreadRows: rows); }
+                catch (Exception error) when (error is not OutOfMemoryException)
+                {
+                    spread = new() { ["fig"] = name, ["error"] = error.Message.Split('\n')[0] };
+                }
+                spread["shape"] = shape;
+                yield return spread;
             }
-            spread["shape"] = shape;
-            yield return spread;
             if (device.Kind == DeviceKind.Cuda)
                 foreach (int threads in new[] { 256, 1024 })   // the fused kernels' group size (GroupThreads: 512)
                 {

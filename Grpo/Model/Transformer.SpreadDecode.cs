@@ -18,6 +18,10 @@ public sealed partial class Transformer
     /// <summary>Whether a one-token cached step on a GPU runs as the spread kernels (when it fits; see the file header). Default false; bench's generate_spread sets it.</summary>
     public bool SpreadDecode { get; set; }
 
+    /// <summary>Rows a group of the spread kernels takes, 1 to 64; 0 = 64 (each weight read once a launch). Fewer give more
+    /// groups (the small shape's o_proj and down have 8 column blocks), each re-reading the weight from L2. Bench times 16 and 32.</summary>
+    public int SpreadRowsPerBlock { get; set; }
+
     /// <summary>Whether a cached forward of seqLen tokens a row through this cache takes the spread path.</summary>
     public bool UsesSpreadDecode(int seqLen, KvCache cache) =>
         SpreadDecode && Precision == MatMulPrecision.Fp32 && !Device.IsCpu && seqLen == 1 && SpreadDecodeFits(Config);
@@ -51,7 +55,7 @@ public sealed partial class Transformer
             A = x.View, Embed = embedTokens.View, Norm = x.View, Tokens = tokenView, Positions = Device.Indices(positions),
             W0 = x.View, W1 = x.View, W2 = x.View, B0 = x.View, B1 = x.View, B2 = x.View,
             Out = x.View, CacheK = x.View, CacheV = x.View, Cos = cos, Sin = sin,
-            M = B, Hq = Hq, Hkv = Hkv, D = D, Capacity = cache.Capacity, Length = cache.Length, Eps = c.NormEps,
+            M = B, RowsPerBlock = SpreadRowsPerBlock, Hq = Hq, Hkv = Hkv, D = D, Capacity = cache.Capacity, Length = cache.Length, Eps = c.NormEps,
         };
         for (int l = 0; l < layers.Length; l++)
         {

@@ -31,6 +31,9 @@
 //     head, so RoPE (the Rope op's device table) is an epilogue; q goes to a (B, Hq D) buffer, k and v into
 //     the cache at position Length. GateUp: pair f is gate row f and up row f, hidden = silu(g) * u.
 // Needs K (C or F) divisible by 4 and D even; rows past 64 take more row blocks (Grid.IdxY). No split-K.
+// RowsPerBlock (64 by default) can be smaller, for more groups (each re-reading the weight from L2): a group's
+// tile rows past it load the block's last row and store nothing (the small shape's o_proj and down have only
+// 8 column blocks; bench's generate_spread_rows16 / _32 time that).
 // Versions: v3 (this; v1 op by op, v2 the fused kernels of DecodeKernels.cs). Measured: (to be filled).
 // Tests: Grpo.Tests/Compute/SpreadDecodeTests.cs (against the op-by-op path and the CPU), PtxCompileTests.cs;
 // `grpo check --device cuda` (the decode step line "spread kernels").
@@ -48,7 +51,7 @@ public struct SpreadArgs
     public ArrayView<int> Tokens, Positions;            // (M), (M)
     public ArrayView<float> W0, W1, W2, B0, B1, B2;     // Plain: W0 (N, K); Qkv: Q, K, V and their biases; GateUp: Gate, Up
     public ArrayView<float> Out, CacheK, CacheV, Cos, Sin;
-    public int M, K, N, Mode, HasNorm, FromTokens, HasBias, Accumulate;
+    public int M, K, N, Mode, HasNorm, FromTokens, HasBias, Accumulate, RowsPerBlock;   // RowsPerBlock 1 .. 64 (Launch sets 0 to 64)
     public int Hq, Hkv, D, Capacity, Length;
     public float Eps;
 }
@@ -67,21 +70,21 @@ public static class DecodeSpreadKernels
         var partials = SharedMemory.Allocate<float>(Threads);
         var inverse = SharedMemory.Allocate<float>(TileRows);
         int thread = Group.IdxX, tx = thread % 8, ty = thread / 8;
-        int rowBase = Grid.IdxY * TileRows, k = s.K;
+        int rowBase = Grid.IdxY * s.RowsPerBlock, k = s.K;
         var a4 = s.FromTokens != 0 ? s.Embed.Cast<Float4>() : s.A.Cast<Float4>();
 
         // This thread's loads of a k-step: quad `quad` of rows r, r + 16, r + 32, r + 48 of A and of columns
         // c, c + 16 of the weight (r = c = thread / 8). Rows past M read row M - 1 and are not written.
         int r = thread / 8, quad = thread % 8;
-        long aAt0 = ARowAt(s, XMath.Min(rowBase + r, s.M - 1)), aAt1 = ARowAt(s, XMath.Min(rowBase + r + 16, s.M - 1));
-        long aAt2 = ARowAt(s, XMath.Min(rowBase + r + 32, s.M - 1)), aAt3 = ARowAt(s, XMath.Min(rowBase + r + 48, s.M - 1));
+        long aAt0 = ARowAt(s, LoadRow(s, rowBase, r)), aAt1 = ARowAt(s, LoadRow(s, rowBase, r + 16));
+        long aAt2 = ARowAt(s, LoadRow(s, rowBase, r + 32)), aAt3 = ARowAt(s, LoadRow(s, rowBase, r + 48));
 
         var scales = new Float4 { X = 1f, Y = 1f, Z = 1f, W = 1f };   // r_row of the four rows
         if (s.HasNorm != 0)
         {
             // Two threads a row: quads half, half + 2, ... of row thread / 2.
             int normRow = thread / 2, half = thread % 2;
-            long at = ARowAt(s, XMath.Min(rowBase + normRow, s.M - 1)) / 4;
+            long at = ARowAt(s, LoadRow(s, rowBase, normRow)) / 4;
             float sum = 0f;
             for (int q = half; q < k / 4; q += 2)
             {
@@ -110,8 +113,8 @@ public static class DecodeSpreadKernels
             int kq = k0 + 4 * quad;
             if (writeX && kq < k)
             {
-                WriteX(x4, next.A0, rowBase + r, s.M, k, kq); WriteX(x4, next.A1, rowBase + r + 16, s.M, k, kq);
-                WriteX(x4, next.A2, rowBase + r + 32, s.M, k, kq); WriteX(x4, next.A3, rowBase + r + 48, s.M, k, kq);
+                WriteX(s, x4, next.A0, rowBase, r, kq); WriteX(s, x4, next.A1, rowBase, r + 16, kq);
+                WriteX(s, x4, next.A2, rowBase, r + 32, kq); WriteX(s, x4, next.A3, rowBase, r + 48, kq);
             }
             if (s.HasNorm != 0 && kq < k)
             {
@@ -139,16 +142,19 @@ public static class DecodeSpreadKernels
             }
             Group.Barrier();
         }
-        Epilogue(s, rowBase + 4 * ty, tx, acc.R0);
-        Epilogue(s, rowBase + 4 * ty + 1, tx, acc.R1);
-        Epilogue(s, rowBase + 4 * ty + 2, tx, acc.R2);
-        Epilogue(s, rowBase + 4 * ty + 3, tx, acc.R3);
+        if (4 * ty < s.RowsPerBlock) Epilogue(s, rowBase + 4 * ty, tx, acc.R0);
+        if (4 * ty + 1 < s.RowsPerBlock) Epilogue(s, rowBase + 4 * ty + 1, tx, acc.R1);
+        if (4 * ty + 2 < s.RowsPerBlock) Epilogue(s, rowBase + 4 * ty + 2, tx, acc.R2);
+        if (4 * ty + 3 < s.RowsPerBlock) Epilogue(s, rowBase + 4 * ty + 3, tx, acc.R3);
     }
 
-    private static void WriteX(ArrayView<Float4> x4, Float4 value, int row, int m, int k, int kq)
+    private static void WriteX(SpreadArgs s, ArrayView<Float4> x4, Float4 value, int rowBase, int local, int kq)
     {
-        if (row < m) x4[((long)row * k + kq) / 4] = value;
+        if (local < s.RowsPerBlock && rowBase + local < s.M) x4[((long)(rowBase + local) * s.K + kq) / 4] = value;
     }
+
+    /// <summary>The row a tile row loads: rows past the block or past M read the last one there (their outputs are not written).</summary>
+    private static int LoadRow(SpreadArgs s, int rowBase, int local) => XMath.Min(rowBase + XMath.Min(local, s.RowsPerBlock - 1), s.M - 1);
 
     /// <summary>Where row r of A starts: x's row, or the embedding row of the row's token.</summary>
     private static long ARowAt(SpreadArgs s, int row) => (long)(s.FromTokens != 0 ? s.Tokens[row] : row) * s.K;
@@ -300,8 +306,10 @@ public static class DecodeSpreadKernels
     {
         if (s.M == 0) return;
         if (s.K % 4 != 0) throw new ArgumentException($"spread decode: K = {s.K} is not a multiple of 4");
+        if (s.RowsPerBlock <= 0) s.RowsPerBlock = TileRows;
+        if (s.RowsPerBlock > TileRows) throw new ArgumentException($"spread decode: {s.RowsPerBlock} rows a block, at most {TileRows}");
         int blocks = s.Mode == ModePlain ? (s.N + TileColumns - 1) / TileColumns : (Pairs(s) + PairsPerGroup - 1) / PairsPerGroup;
-        var grid = new Index2D(blocks, (s.M + TileRows - 1) / TileRows);
+        var grid = new Index2D(blocks, (s.M + s.RowsPerBlock - 1) / s.RowsPerBlock);
         device.Kernels.Get("decode_spread", Load)(new KernelConfig(grid, new Index2D(Threads, 1)), s);
     }
 }
