@@ -34,7 +34,12 @@
 // RowsPerBlock (64 by default) can be smaller, for more groups (each re-reading the weight from L2): a group's
 // tile rows past it load the block's last row and store nothing (the small shape's o_proj and down have only
 // 8 column blocks; bench's generate_spread_rows16 / _32 time that).
-// Versions: v3 (this; v1 op by op, v2 the fused kernels of DecodeKernels.cs). Measured: (to be filled).
+// Versions: v3 (this; v1 op by op, v2 the fused kernels of DecodeKernels.cs). Measured on the H200
+// (`grpo bench --figures generate`, 64 x 96 new tokens, one run): small shape 89.1k new tokens/s at 21
+// launches a step (rows a group 32: 89.6k, 16: 86.6k) against the fused v2's 108.8k at 5 and op by op
+// 48.2k at 75; mid shape 11.2k at 61 launches against op by op 14.3k at 291. Slower than both where each
+// is taken, so it stays an option (Transformer.SpreadDecode, off): o_proj and down have 8 column groups
+// at the small shape, and every launch walks all of K in one group with 64 rows of A through shared memory.
 // Tests: Grpo.Tests/Compute/SpreadDecodeTests.cs (against the op-by-op path and the CPU), PtxCompileTests.cs;
 // `grpo check --device cuda` (the decode step line "spread kernels").
 using ILGPU;
