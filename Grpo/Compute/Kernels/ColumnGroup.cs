@@ -9,7 +9,8 @@
 // one block of everything. No atomics: a fixed tree and fixed blocks give the same bits on every run.
 // The order of additions differs from the CPU reference's row-after-row sum: results agree to rounding.
 // Speed: `grpo bench --device cuda`, figure column_sum (sum_axis and rms_norm_weight_grad over 8192 x
-// 2048): expected near the copy bandwidth; measured: (to be filled from that run).
+// 2048): expected near the copy bandwidth; measured on the H200: sum_axis 1762 GB/s, rms_norm_weight_grad
+// 2847 GB/s (device copy 4252: 0.41x and 0.67x).
 // Kernels using it allocate `SharedMemory.Allocate<float>(ColumnGroup.Threads)` and launch with Config.
 // Tests: Grpo.Tests/Compute/ColumnKernelTests.cs (through ReduceKernels.SumAxis and RmsNormKernels).
 using ILGPU;

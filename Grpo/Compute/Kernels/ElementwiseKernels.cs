@@ -15,8 +15,8 @@
 //   several quads and the launch does not spawn a thread per element. Needs every length a multiple of
 //   4 (for add and mul b's too, so a repeated bias still tiles whole quads) and every view starting
 //   at a multiple of 16 bytes (pooled buffers do; a sub-view may not); otherwise the launcher runs v1.
-//   Expected ~3.5-4 TB/s; measured: (to be filled from `grpo bench --device cuda`, figures add, scale,
-//   exp against add_v1, scale_v1, exp_v1).
+//   Expected ~3.5-4 TB/s; measured on the H200 (`grpo bench --device cuda`): add 3996 GB/s, scale 3729,
+//   exp 3726 (device copy 4252: 0.94x, 0.88x, 0.88x) against v1's 2526, 2122, 2092.
 // In-place calls (y the same view as a, as Autograd's gradient accumulation does) are safe in both:
 // every element (or quad) is read and then written by the same thread.
 // Tests: Grpo.Tests/Compute/KernelTests.cs, ElementwiseKernelTests.cs, PtxCompileTests.cs; `grpo check`, `grpo bench`.

@@ -20,8 +20,10 @@
 // Versions (v1-v3 in AttentionKernels.cs and AttentionDecodeKernel.cs keep P (B, Hq, T, S) instead):
 //   v4 (this file): training and prefill (T > 1, D <= 64, D a multiple of 4); Ops/Attention.cs keeps O
 //      and L (not P) for the backward. Decoding (T = 1) stays on v3, whose lanes-over-keys suits a single row.
-//      Measured: (to be filled; `grpo bench --device cuda --figures attention --shape mid`). Before it, at
-//      the mid shape (B 64, T = S = 512, H 12, D 64) v3 took 27.7 + 27.4 + 24.3 ms a layer.
+//      Measured on the H200 (`grpo bench --device cuda --figures attention`, one run): train shape (B 64,
+//      T = S = 128, H 4, D 64) forward 68 us, backward 207 us (v3: 642 and 1240); long shape (B 8, T = S =
+//      512, H 12) forward 278 us (11.6 TFLOP/s), backward 756 us (10.7) against v3's 3609 and 6611. Before
+//      it, at the mid shape (B 64, T = S = 512, H 12, D 64) v3 took 27.7 + 27.4 + 24.3 ms a layer.
 //   Next: double-buffered K/V tiles (cp.async), larger tiles through dynamic shared memory, D up to 128.
 // Tests: Grpo.Tests/Compute/FlashAttentionKernelTests.cs (against Ops/Attention.cs on the CPU
 // accelerator), PtxCompileTests.cs; on a GPU `grpo check --device cuda` (attention cases).

@@ -7,7 +7,9 @@
 //            v2 MatMulRowsKernel (M <= 64): a group per 32 columns x all 64 rows, the weight read once,
 //            K walked 16 at a time through shared memory, each thread 4 rows x 4 columns; when that
 //            gives fewer groups than two a multiprocessor, K is also split across groups (partial
-//            products summed by ReduceKernels.SumAxis, in a fixed order). Measured: (to be filled);
+//            products summed by ReduceKernels.SumAxis, in a fixed order; only from K = 512, as the second
+//            launch cost more than it saved at the small shape's K = 256). Measured on the H200, mid
+//            shape: sampling 4.3k -> 10.7k new tokens/s (the decode products 6 ms -> about 1.8 ms a step);
 //   split-K  C (m, n) (+)= A^T B with few output tiles and a long K (every weight gradient: K is the
 //            batch's tokens): K cut into chunks run as the batch of one tiled launch, then summed.
 // Tests: Grpo.Tests/Compute/MatMulKernelTests.cs (against the CPU reference on ILGPU's CPU accelerator),

@@ -13,7 +13,8 @@
 //                 order; the warp stops after the 32 that hold the token. First written with a
 //                 shuffle and two branches per value: 2.05 ms a step at the mid shape (each value
 //                 waited for its shuffle); now eight shuffles are issued before eight branch-free
-//                 steps of the sum. Measured: (to be filled).
+//                 steps of the sum. Measured on the H200, mid shape: sampling 10.7k -> 13.6k new
+//                 tokens/s (the draw was 3.9 ms a step by v1, 2.05 ms by the first v2).
 // Not ported: top-k and top-p, which need the row sorted by probability (a segmented sort per row);
 // for them the caller downloads the probabilities and uses Sampler's CPU filters. The log-prob GRPO
 // records for a drawn token is TokenLogProbKernels' forward (temperature 1, no filters).

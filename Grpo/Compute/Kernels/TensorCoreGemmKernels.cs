@@ -23,14 +23,14 @@
 //
 // v1 TensorCoreGemmV1Kernel: one stage. Each k-tile: every thread loads 8 chunks of 16 bytes from
 //   global memory into registers (ld.global.v4), stores them to shared memory, barrier, 4 MmaSteps,
-//   barrier. Loads and math do not overlap. Measured: (to be filled from `grpo bench --device cuda`,
-//   figure gemm_bf16_v1).
+//   barrier. Loads and math do not overlap. Measured on the H200 at 4096^3: 176.5 TFLOP/s.
 // v2 TensorCoreGemmKernel: what changed: a 3-stage `cp.async` pipeline (sm_80's asynchronous copy,
 //   global -> shared without registers). Tiles kt + 1 and kt + 2 are in flight while tile kt is
 //   multiplied; one barrier per k-tile (it also tells every warp that the stage about to be refilled
 //   has been read). 96 KB of shared memory: the launcher raises the kernel's limit with
 //   cuFuncSetAttribute (above 48 KB a launch fails otherwise). GPU.md's prototype: 419 TFLOP/s.
-//   Measured: (to be filled from `grpo bench --device cuda`, figure gemm_bf16; cuBLAS bf16: 761).
+//   Measured on the H200 at 4096^3: 243.5 TFLOP/s (cuBLAS bf16 in the same run: 751.7, so 0.32x). Split-K
+//   (grid.Z chunks of K into partial products, Bf16MatMulKernels sums them) serves weight gradients.
 // Shapes: M and N multiples of 128, K a multiple of 64, every view starting 16-byte aligned; the
 // launcher throws ArgumentException otherwise (no edge handling: this is the fast path, not the
 // general matmul, which stays MatMulKernels). CUDA only (inline PTX): NotSupportedException elsewhere.
