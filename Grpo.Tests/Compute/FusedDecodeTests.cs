@@ -31,14 +31,18 @@ public class FusedDecodeTests(CpuAcceleratorFixture fixture)
 
     public static TheoryData<string> Configs() => new() { "tiny", "biased" };
 
+    /// <summary>Groups of 64 threads (2 warps: a warp loops over the 4 heads) and of 256 (8 warps: 2 a head, AttendInParts).</summary>
+    public static TheoryData<string, int> ConfigsAndGroups() => new() { { "tiny", 64 }, { "biased", 64 }, { "tiny", 256 }, { "biased", 256 } };
+
     [Theory]
-    [MemberData(nameof(Configs))]
-    public void FusedStepsEqualTheOpByOpStepsAndTheCpu(string which)
+    [MemberData(nameof(ConfigsAndGroups))]
+    public void FusedStepsEqualTheOpByOpStepsAndTheCpu(string which, int groupThreads)
     {
         var config = which == "tiny" ? Tiny : Biased;
         using var _ = Autograd.NoGrad();
         var cpu = CpuModel(config, seed: 11);
         var gpu = cpu.To(device);
+        gpu.DecodeGroupThreads = groupThreads;
         // Three rows, prompts of 4, 2 and 3 tokens left-padded to 4: positions count from the first real token.
         const int B = 3, prompt = 4, capacity = 12;
         int[] tokens = [1, 2, 3, 4, 0, 0, 5, 6, 0, 7, 8, 9];

@@ -41,7 +41,7 @@ public sealed partial class Transformer
     {
         int kvDim = c.KvHeads * c.HeadDim;
         long layerBytes = 4L * ((long)c.Dim * c.Dim * 2 + 2L * c.Dim * kvDim + 3L * c.Dim * c.FfnDim);
-        long sharedBytes = 4L * DecodeKernels.LayerSharedFloats(c.Dim, kvDim, c.FfnDim, capacity, warps);
+        long sharedBytes = 4L * DecodeKernels.LayerSharedFloats(c.Dim, kvDim, c.FfnDim, capacity, warps, c.HeadDim);
         return c.Dim % 4 == 0 && c.FfnDim % 4 == 0 && c.HeadDim % 4 == 0 && warps > 0
             && layerBytes <= MaxFusedLayerBytes && sharedBytes <= MaxFusedSharedBytes;
     }

@@ -15,6 +15,7 @@
 // ~0.1 ms of arithmetic; a row's work in a layer depends on no other row, so a group per row does it all.
 // Layout: the group's warps (Group.DimX / 32, 16 on CUDA) share the row's vectors in dynamic shared memory:
 //   partial sums (32) | x (C) | n (C) | q (C) | k (Hkv D) | v (Hkv D) | attended (C) | hidden (F) | scores (warps x capacity)
+//   | the attention parts' sums (warps x (D + 2))
 // Linear: warp w computes blocks of eight outputs (w, w + warps, ... in blocks); its lanes stride the eight
 //   weight rows (W is (out, in), rows contiguous) four floats at a time (ld.global.v4) against n in shared
 //   memory, then eight warp sums. Eight rows' loads in flight a lane: a group's layer is a chain of such
@@ -67,8 +68,8 @@ public static class DecodeKernels
     private const int Lanes = 32, Partials = 32;
 
     /// <summary>Floats of dynamic shared memory the layer kernel needs with this many warps a group.</summary>
-    public static int LayerSharedFloats(int C, int kvDim, int F, int capacity, int warps) =>
-        Partials + 4 * C + 2 * kvDim + F + warps * capacity;
+    public static int LayerSharedFloats(int C, int kvDim, int F, int capacity, int warps, int headDim) =>
+        Partials + 4 * C + 2 * kvDim + F + warps * capacity + warps * (headDim + 2);
 
     /// <summary>Floats of dynamic shared memory the head kernel needs.</summary>
     public static int HeadSharedFloats(int C) => Partials + C;
@@ -88,6 +89,7 @@ public static class DecodeKernels
         var attended = shared.SubView(Partials + 3 * C + 2 * kvDim, C);
         var hidden = shared.SubView(Partials + 4 * C + 2 * kvDim, a.F);
         var scores = shared.SubView(Partials + 4 * C + 2 * kvDim + a.F, warps * a.Capacity);
+        var warpParts = shared.SubView(Partials + 4 * C + 2 * kvDim + a.F + warps * a.Capacity, warps * (a.D + 2));
 
         long xAt = (long)row * C, embedAt = a.FromTokens != 0 ? (long)a.Tokens[row] * C : 0;
         for (int j = Group.IdxX; j < C; j += Group.DimX) x[j] = a.FromTokens != 0 ? a.Embed[embedAt + j] : a.X[xAt + j];
@@ -120,7 +122,8 @@ public static class DecodeKernels
         }
         Group.Barrier();
 
-        Attend(a, q, attended, scores.SubView(warp * a.Capacity, a.Capacity), row, warp, warps, lane);
+        if (warps >= 2 * a.Hq) AttendInParts(a, q, attended, scores, warpParts, row, warp, warps, lane);
+        else Attend(a, q, attended, scores.SubView(warp * a.Capacity, a.Capacity), row, warp, warps, lane);
         Group.Barrier();
         Linear(attended, a.O, a.O, 0, x, C, C, warp, warps, lane, add: true);
         Group.Barrier();
@@ -312,6 +315,112 @@ public static class DecodeKernels
         }
     }
 
+    /// <summary>
+    /// attended (Hq, D) for this row with several warps a head (v3; warps >= 2 Hq): warp w serves head w % Hq
+    /// as part w / Hq of parts = warps / Hq (warps past parts * Hq only meet the barriers). Scores: part p takes
+    /// keys p * 32 + lane + j * parts * 32, each a whole dot with four Float4 of the key in flight; the head's
+    /// scores share one shared row. Its max and sum are the parts' (added in part order); then part p adds
+    /// P v over its contiguous block of keys, lanes along d, and part 0 adds the parts' sums in order. With
+    /// 16 warps and 4 heads every warp works, where v2 left 12 of them waiting at the barrier while 4 walked
+    /// all the keys one dependent load at a time.
+    /// </summary>
+    private static void AttendInParts(DecodeLayerArgs a, ArrayView<float> q, ArrayView<float> attended, ArrayView<float> scores,
+        ArrayView<float> warpParts, int row, int warp, int warps, int lane)
+    {
+        int parts = warps / a.Hq, h = warp % a.Hq, part = warp / a.Hq;
+        bool working = part < parts;
+        int allowed = a.Length + 1, group = a.Hq / a.Hkv, kvDim = a.Hkv * a.D, kvHead = h / group;
+        var keys4 = a.CacheK.Cast<Float4>();
+        var headScores = scores.SubView(h * a.Capacity, a.Capacity);
+        var partO = warpParts.SubView(0, warps * a.D);                   // [warp][d]
+        var partMax = warpParts.SubView(warps * a.D, warps);
+        var partSum = warpParts.SubView(warps * a.D + warps, warps);
+
+        float laneMax = float.NegativeInfinity;
+        if (working)
+            for (int s = part * Lanes + lane; s < allowed; s += parts * Lanes)
+            {
+                float score = float.NegativeInfinity;
+                if (a.KeyMask[row * a.Capacity + s] != 0)
+                {
+                    long kAt = (((long)row * a.Capacity + s) * kvDim + kvHead * a.D) / 4;   // D % 4 == 0
+                    int qAt = h * a.D;
+                    float dot0 = 0f, dot1 = 0f, dot2 = 0f, dot3 = 0f;
+                    int d4 = 0;
+                    for (; d4 + 3 < a.D / 4; d4 += 4)
+                    {
+                        Float4 k0 = keys4[kAt + d4], k1 = keys4[kAt + d4 + 1], k2 = keys4[kAt + d4 + 2], k3 = keys4[kAt + d4 + 3];
+                        int at = qAt + 4 * d4;
+                        dot0 += q[at] * k0.X + q[at + 1] * k0.Y + q[at + 2] * k0.Z + q[at + 3] * k0.W;
+                        dot1 += q[at + 4] * k1.X + q[at + 5] * k1.Y + q[at + 6] * k1.Z + q[at + 7] * k1.W;
+                        dot2 += q[at + 8] * k2.X + q[at + 9] * k2.Y + q[at + 10] * k2.Z + q[at + 11] * k2.W;
+                        dot3 += q[at + 12] * k3.X + q[at + 13] * k3.Y + q[at + 14] * k3.Z + q[at + 15] * k3.W;
+                    }
+                    for (; d4 < a.D / 4; d4++)
+                    {
+                        Float4 k0 = keys4[kAt + d4];
+                        int at = qAt + 4 * d4;
+                        dot0 += q[at] * k0.X + q[at + 1] * k0.Y + q[at + 2] * k0.Z + q[at + 3] * k0.W;
+                    }
+                    score = (dot0 + dot1 + dot2 + dot3) * a.Scale;
+                }
+                headScores[s] = score;
+                laneMax = XMath.Max(laneMax, score);
+            }
+        float warpMax = WarpMax(laneMax);
+        if (lane == 0) partMax[warp] = warpMax;
+        Group.Barrier();
+
+        float max = float.NegativeInfinity;
+        for (int p = 0; p < parts; p++) max = XMath.Max(max, partMax[h + p * a.Hq]);
+        bool none = max == float.NegativeInfinity;
+        float laneSum = 0f;
+        if (working)
+            for (int s = part * Lanes + lane; s < allowed; s += parts * Lanes)
+            {
+                float e = none ? 0f : XMath.Exp(headScores[s] - max);
+                headScores[s] = e;
+                laneSum += e;
+            }
+        float warpTotal = WarpSum(laneSum);
+        if (lane == 0) partSum[warp] = warpTotal;
+        Group.Barrier();
+
+        if (working)
+        {
+            int block = (allowed + parts - 1) / parts, first = part * block, last = XMath.Min(allowed, first + block);
+            for (int d = lane; d < a.D; d += Lanes)
+            {
+                float o0 = 0f, o1 = 0f, o2 = 0f, o3 = 0f;   // four keys a step: four rows of v in flight
+                long vAt = (long)row * a.Capacity * kvDim + kvHead * a.D + d;
+                int s = first;
+                for (; s + 3 < last; s += 4)
+                {
+                    o0 += headScores[s] * a.CacheV[vAt + (long)s * kvDim];
+                    o1 += headScores[s + 1] * a.CacheV[vAt + (long)(s + 1) * kvDim];
+                    o2 += headScores[s + 2] * a.CacheV[vAt + (long)(s + 2) * kvDim];
+                    o3 += headScores[s + 3] * a.CacheV[vAt + (long)(s + 3) * kvDim];
+                }
+                for (; s < last; s++) o0 += headScores[s] * a.CacheV[vAt + (long)s * kvDim];
+                partO[warp * a.D + d] = o0 + o1 + o2 + o3;
+            }
+        }
+        Group.Barrier();
+
+        if (working && part == 0)
+        {
+            float total = 0f;
+            for (int p = 0; p < parts; p++) total += partSum[h + p * a.Hq];
+            float inverse = none ? 0f : 1f / total;
+            for (int d = lane; d < a.D; d += Lanes)
+            {
+                float o = 0f;
+                for (int p = 0; p < parts; p++) o += partO[(h + p * a.Hq) * a.D + d];
+                attended[h * a.D + d] = o * inverse;
+            }
+        }
+    }
+
     private static float WarpSum(float value)
     {
         for (int delta = Lanes / 2; delta > 0; delta /= 2) value += Warp.ShuffleXor(value, delta);
@@ -356,7 +465,7 @@ public static class DecodeKernels
     public static void Layer(Device device, DecodeLayerArgs args, int rows, int threads = 0)
     {
         if (threads <= 0) threads = GroupThreads(device.Accelerator);
-        int floats = LayerSharedFloats(args.C, args.Hkv * args.D, args.F, args.Capacity, threads / Lanes);
+        int floats = LayerSharedFloats(args.C, args.Hkv * args.D, args.F, args.Capacity, threads / Lanes, args.D);
         device.Kernels.Get("decode_layer", LoadLayer)(new KernelConfig(new Index1D(rows), new Index1D(threads), SharedMemoryConfig.RequestDynamic<float>(floats)), args);
     }
 
