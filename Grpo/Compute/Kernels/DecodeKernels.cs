@@ -28,13 +28,15 @@
 // The new k, v are written to the cache at position Length and read back from there (a barrier orders
 // global memory within a group).
 // Needs C, F and D divisible by 4 (Float4 loads); Transformer.UsesFusedDecode checks it.
-// Versions: v1: as above, eight loads in flight a lane, 8 warps a group. v2 (this): sixteen loads in flight a
-// lane (RowDots reads two 128-float stretches a step) and 16 warps a group. Measured on the H200, small
-// shape (`grpo bench --figures generate`, 64 x 96 new tokens): v1 62.4k new tokens/s, slower than the
-// op-by-op step's 70.7k (a layer took 212 us: each warp waits on about 100 L2 round trips in turn); v2 with
-// 8 warps 78.0k, with 16 warps 115.6k (5 launches a step against 75). Only 64 of 132 SMs have a group (one
-// a row), so the layer stays latency-bound; spreading a row's layer over several SMs needs a grid-wide
-// barrier or a launch per phase.
+// Versions: v1: as above, eight loads in flight a lane, 8 warps a group. v2: sixteen loads in flight a
+// lane (RowDots reads two 128-float stretches a step) and 16 warps a group. v3 (this): attention with
+// several warps a head (AttendInParts; v2's Attend, a warp a head walking the keys one dependent load at
+// a time, stays for groups of fewer than 2 Hq warps). Measured on the H200, small shape (`grpo bench
+// --figures generate`, 64 x 96 new tokens): v1 62.4k new tokens/s, slower than the op-by-op step's 70.7k
+// (a layer took 212 us: each warp waits on about 100 L2 round trips in turn); v2 with 8 warps 78.0k, with
+// 16 warps 115.6k to 118.7k (5 launches a step against 75); v3 124.6k to 126.8k. Only 64 of 132 SMs have
+// a group (one a row), so the layer stays latency-bound; spreading a row's layer over several SMs needs a
+// grid-wide barrier or a launch per phase (DecodeSpreadKernels.cs measured the latter: slower).
 // Tests: Grpo.Tests/Compute/FusedDecodeTests.cs (against the op-by-op path and the CPU), PtxCompileTests.cs;
 // `grpo check --device cuda` (greedy sampling and the decode step line).
 using ILGPU;
