@@ -1,4 +1,4 @@
-// Decode step v3, "spread": a one-token cached step on a GPU as five launches a layer and one for the final
+// The spread decode step (a design next to op by op and the fused kernels of DecodeKernels.cs): a one-token cached step on a GPU as five launches a layer and one for the final
 // norm and lm_head, each over all rows at once with its weight read once (Compute/Kernels/DecodeSpreadKernels.cs
 // has the kernels, the equations and why): qkv (+ RoPE, k and v into the cache; layer 0 gathers x from the
 // embedding table), attention (AttentionKernels v3 over the cache), o_proj + residual, gate/up + SwiGLU,

@@ -1,4 +1,4 @@
-// Decode step v3, "spread": a one-token cached step (T == 1) as a few launches a layer, each over all rows
+// The spread decode step (a design next to op by op and the fused kernels of DecodeKernels.cs): a one-token cached step (T == 1) as a few launches a layer, each over all rows
 // at once and spread over many groups, the weight read once a launch (Model/Transformer.SpreadDecode.cs
 // drives it). The same computation as Transformer.Run's lines for one layer:
 //   var n = Op.RmsNorm(x, layer.InputNorm, config.NormEps);                   (B, T, C)
@@ -34,7 +34,7 @@
 // RowsPerBlock (64 by default) can be smaller, for more groups (each re-reading the weight from L2): a group's
 // tile rows past it load the block's last row and store nothing (the small shape's o_proj and down have only
 // 8 column blocks; bench's generate_spread_rows16 / _32 time that).
-// Versions: v3 (this; v1 op by op, v2 the fused kernels of DecodeKernels.cs). Measured on the H200
+// Versions: v1 (this; the decode step op by op and fused are the other designs). Measured on the H200
 // (`grpo bench --figures generate`, 64 x 96 new tokens, one run): small shape 89.1k new tokens/s at 21
 // launches a step (rows a group 32: 89.6k, 16: 86.6k) against the fused v2's 108.8k at 5 and op by op
 // 48.2k at 75; mid shape 11.2k at 61 launches against op by op 14.3k at 291. Slower than both where each
@@ -67,7 +67,7 @@ public static class DecodeSpreadKernels
     public const int TileColumns = 32, TileRows = 64, KStep = 32, Threads = 128, PairsPerGroup = 16;
     private const int QuadStride = KStep / 4 + 1;   // a shared row: 8 quads of k and one of padding
 
-    /// <summary>v3: one launch (see the header). Grid (column blocks, row blocks), groups of Threads.</summary>
+    /// <summary>v1: one launch (see the header). Grid (column blocks, row blocks), groups of Threads.</summary>
     public static void SpreadKernel(SpreadArgs s)
     {
         var aTile = SharedMemory.Allocate<Float4>(TileRows * QuadStride);
