@@ -73,6 +73,16 @@ public sealed class KernelCache
         return (registers, local);
     }
 
+    /// <summary>The most threads a group of this loaded kernel may have on CUDA (CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK:
+    /// what its registers allow); null before it is loaded, or off CUDA.</summary>
+    public int? MaxGroupSize(string name)
+    {
+        if (accelerator is not CudaAccelerator || !loaded.TryGetValue(name, out var launcher)) return null;
+        var function = ((CudaKernel)launcher.GetKernel()).FunctionPtr;
+        accelerator.Bind();
+        return CuFuncGetAttribute(out int threads, 0, function) == 0 ? threads : null;
+    }
+
     [DllImport("libcuda.so.1", EntryPoint = "cuFuncGetAttribute")]
     private static extern int CuFuncGetAttribute(out int value, int attribute, IntPtr function);
 

@@ -76,12 +76,12 @@ public sealed partial class Transformer
             args.QBias = (layer.QBias ?? layer.Q).View; args.KBias = (layer.KBias ?? layer.K).View; args.VBias = (layer.VBias ?? layer.V).View;
             args.Gate = layer.Gate.View; args.Up = layer.Up.View; args.Down = layer.Down.View;
             args.CacheK = keys; args.CacheV = values;
-            DecodeKernels.Layer(Device, args, B, DecodeThreads);
+            DecodeKernels.Layer(Device, args, B, DecodeGroupThreads);
         }
         if (4L * V * C > MaxFusedLayerBytes)
             return Linear(Op.RmsNorm(x.Reshape(B, 1, C), finalNorm, c.NormEps), lmHead);   // (B, 1, V)
         var logits = Tensor.Empty(Device, [B, 1, V]);                                  // (B, 1, V)
-        DecodeKernels.Head(Device, new DecodeHeadArgs { X = x.View, Norm = finalNorm.View, Head = lmHead.View, Logits = logits.View, C = C, Vocab = V, Eps = c.NormEps }, B, DecodeThreads);
+        DecodeKernels.Head(Device, new DecodeHeadArgs { X = x.View, Norm = finalNorm.View, Head = lmHead.View, Logits = logits.View, C = C, Vocab = V, Eps = c.NormEps }, B, DecodeGroupThreads);
         return logits;
     }
 }

@@ -466,15 +466,25 @@ public static class DecodeKernels
     /// <summary>One layer for rows 0 .. rows - 1, groups of threads (0: GroupThreads).</summary>
     public static void Layer(Device device, DecodeLayerArgs args, int rows, int threads = 0)
     {
-        if (threads <= 0) threads = GroupThreads(device.Accelerator);
+        var kernel = device.Kernels.Get("decode_layer", LoadLayer);
+        if (threads <= 0) threads = DefaultThreads(device, "decode_layer");
         int floats = LayerSharedFloats(args.C, args.Hkv * args.D, args.F, args.Capacity, threads / Lanes, args.D);
-        device.Kernels.Get("decode_layer", LoadLayer)(new KernelConfig(new Index1D(rows), new Index1D(threads), SharedMemoryConfig.RequestDynamic<float>(floats)), args);
+        kernel(new KernelConfig(new Index1D(rows), new Index1D(threads), SharedMemoryConfig.RequestDynamic<float>(floats)), args);
+    }
+
+    /// <summary>GroupThreads, cut to what the compiled kernel's registers allow on this GPU (H200: 512 fit; a GPU
+    /// whose compiler gives the kernel more registers could not launch 512, and would fail instead of slowing).</summary>
+    private static int DefaultThreads(Device device, string kernel)
+    {
+        int threads = GroupThreads(device.Accelerator);
+        return device.Kernels.MaxGroupSize(kernel) is int most && most < threads ? Math.Max(Lanes, most / Lanes * Lanes) : threads;
     }
 
     /// <summary>Final norm and lm_head for rows 0 .. rows - 1, groups of threads (0: GroupThreads).</summary>
     public static void Head(Device device, DecodeHeadArgs args, int rows, int threads = 0)
     {
-        if (threads <= 0) threads = GroupThreads(device.Accelerator);
-        device.Kernels.Get("decode_head", LoadHead)(new KernelConfig(new Index1D(rows), new Index1D(threads), SharedMemoryConfig.RequestDynamic<float>(HeadSharedFloats(args.C))), args);
+        var kernel = device.Kernels.Get("decode_head", LoadHead);
+        if (threads <= 0) threads = DefaultThreads(device, "decode_head");
+        kernel(new KernelConfig(new Index1D(rows), new Index1D(threads), SharedMemoryConfig.RequestDynamic<float>(HeadSharedFloats(args.C))), args);
     }
 }
