@@ -4,8 +4,8 @@
 //   sgemm_fp32   C = A @ B, n = 4096, 2 n^3 flops, the launcher's kernel (v4, layouts compiled in, k-step 16);
 //                sgemm_fp32_v1 / _v2 / _v3 the older versions; sgemm_fp32_nt (x @ W^T) and sgemm_fp32_v4_tn
 //                (A^T @ B, a weight gradient's layout) the other layouts, _v3_nt / _v3_tn the same by v3;
-//                each with the driver's registers a thread; gemm_small_n / _half the small shape's x @ W^T
-//                (8192 x 256 @ 256 x 256^T) by v4 at full and half height (no peer)
+//                each with the driver's registers a thread; gemm_small_n the small shape's x @ W^T
+//                (8192 x 256 @ 256 x 256^T) by the launcher (no peer)
 //                                                           vs cuBLAS fp32 SGEMM, 51 TFLOP/s
 //   sgemm_fp32_v1  the same product by v1 (scalar loads), to show the step from v1 to v2
 //   elementwise  add (3 floats a element), scale and exp (2), 16M floats, bytes moved / time, by the
@@ -81,16 +81,11 @@ public static class GpuBench
             yield return figure;
         }
         if (n < 4096) yield break;
-        // The small shape's linear layer, x (8192, 256) @ W^T (256, 256): 128 tiles of 128 x 128 for 264 slots,
-        // 256 at half height (measured slower: the launcher keeps full height).
+        // The small shape's linear layer, x (8192, 256) @ W^T (256, 256): 128 tiles of 128 x 128 for 264 slots.
         const int rows = 8192, width = 256;
-        foreach (bool half in new[] { false, true })
-        {
-            string fig = half ? "gemm_small_n_half" : "gemm_small_n";
-            double flops = 2.0 * rows * width * width / Time(device, reps * 10, () =>
-                MatMulKernels.MatMulV4(device, a.View, false, b.View, true, c.View, 1, rows, width, width, sharedB: true, accumulate: false, half));
-            yield return new Dictionary<string, object> { ["fig"] = fig, ["m"] = rows, ["n"] = width, ["k"] = width, ["tflops"] = Math.Round(flops / 1e12, 2) };
-        }
+        double smallFlops = 2.0 * rows * width * width / Time(device, reps * 10, () =>
+            MatMulKernels.MatMul(device, a.View, false, b.View, true, c.View, 1, rows, width, width, sharedB: true, accumulate: false));
+        yield return new Dictionary<string, object> { ["fig"] = "gemm_small_n", ["m"] = rows, ["n"] = width, ["k"] = width, ["tflops"] = Math.Round(smallFlops / 1e12, 2) };
     }
 
     /// <summary>The tensor-core GEMM on bf16 inputs converted on the device from uniform [-1, 1) floats; 2 n^3 flops.</summary>
@@ -113,7 +108,7 @@ public static class GpuBench
             {
                 double flops = 2.0 * n * n * n / Time(device, reps, () => TensorCoreGemmKernels.Gemm(device, a16.View, bt16.View, c.View, n, n, n, pipelined));
                 figure["tflops"] = Math.Round(flops / 1e12, 1);
-                if (TensorCoreGemmKernels.CompiledAttributes(device, pipelined) is var (registers, localBytes))
+                if (device.Kernels.Attributes(pipelined ? "tensor_core_gemm" : "tensor_core_gemm_v1") is var (registers, localBytes))
                 {
                     figure["registers"] = registers;
                     figure["local_bytes"] = localBytes;

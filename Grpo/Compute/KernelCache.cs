@@ -64,23 +64,20 @@ public sealed class KernelCache
     /// LOCAL_SIZE_BYTES): past 128 registers a thread only one group of 256 fits on an SM; local bytes
     /// are spills. Null before the kernel is loaded, or off CUDA.
     /// </summary>
-    public (int Registers, int LocalBytes)? Attributes(string name)
-    {
-        if (accelerator is not CudaAccelerator || !loaded.TryGetValue(name, out var launcher)) return null;
-        var function = ((CudaKernel)launcher.GetKernel()).FunctionPtr;
-        accelerator.Bind();
-        if (CuFuncGetAttribute(out int registers, 4, function) != 0 || CuFuncGetAttribute(out int local, 3, function) != 0) return null;
-        return (registers, local);
-    }
+    public (int Registers, int LocalBytes)? Attributes(string name) =>
+        Attribute(name, 4) is int registers && Attribute(name, 3) is int local ? (registers, local) : null;
 
     /// <summary>The most threads a group of this loaded kernel may have on CUDA (CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK:
     /// what its registers allow); null before it is loaded, or off CUDA.</summary>
-    public int? MaxGroupSize(string name)
+    public int? MaxGroupSize(string name) => Attribute(name, 0);
+
+    /// <summary>cuFuncGetAttribute of a loaded kernel on CUDA; null before it is loaded, off CUDA, or on a driver error.</summary>
+    private int? Attribute(string name, int attribute)
     {
         if (accelerator is not CudaAccelerator || !loaded.TryGetValue(name, out var launcher)) return null;
         var function = ((CudaKernel)launcher.GetKernel()).FunctionPtr;
         accelerator.Bind();
-        return CuFuncGetAttribute(out int threads, 0, function) == 0 ? threads : null;
+        return CuFuncGetAttribute(out int value, attribute, function) == 0 ? value : null;
     }
 
     [DllImport("libcuda.so.1", EntryPoint = "cuFuncGetAttribute")]

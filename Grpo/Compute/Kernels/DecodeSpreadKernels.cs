@@ -111,7 +111,7 @@ public static class DecodeSpreadKernels
         bool writeX = s.FromTokens != 0 && Grid.IdxX == 0;   // layer 0: column block 0 copies the gathered rows to x
         var x4 = s.A.Cast<Float4>();
 
-        var acc = default(Block);
+        var acc = default(MatMulKernels.Block4x4);   // the rows kernel's register block (MatMulSmallShapes.cs)
         var next = LoadStep(a4, b40, b41, aAt0, aAt1, aAt2, aAt3, bAt0, bAt1, 4 * quad, k);
         for (int k0 = 0; k0 < k; k0 += KStep)
         {
@@ -283,25 +283,6 @@ public static class DecodeSpreadKernels
         };
     }
 
-    /// <summary>Sixteen sums: rows R0..R3, each over the columns tx, tx + 8, tx + 16, tx + 24.</summary>
-    private struct Block
-    {
-        public Float4 R0, R1, R2, R3;
-
-        public readonly Block Add(Float4 a0, Float4 a1, Float4 a2, Float4 a3, Float4 b0, Float4 b1, Float4 b2, Float4 b3) => new()
-        {
-            R0 = Row(R0, a0, b0, b1, b2, b3), R1 = Row(R1, a1, b0, b1, b2, b3),
-            R2 = Row(R2, a2, b0, b1, b2, b3), R3 = Row(R3, a3, b0, b1, b2, b3),
-        };
-
-        private static Float4 Row(Float4 acc, Float4 a, Float4 b0, Float4 b1, Float4 b2, Float4 b3) => new()
-        {
-            X = acc.X + a.X * b0.X + a.Y * b0.Y + a.Z * b0.Z + a.W * b0.W,
-            Y = acc.Y + a.X * b1.X + a.Y * b1.Y + a.Z * b1.Z + a.W * b1.W,
-            Z = acc.Z + a.X * b2.X + a.Y * b2.Y + a.Z * b2.Z + a.W * b2.W,
-            W = acc.W + a.X * b3.X + a.Y * b3.Y + a.Z * b3.Z + a.W * b3.W,
-        };
-    }
 
     public static Action<KernelConfig, SpreadArgs> Load(Accelerator accelerator) =>
         accelerator.LoadStreamKernel<SpreadArgs>(SpreadKernel);

@@ -9,12 +9,12 @@
 // (two groups an SM still fit). Registers: 120 to 122 (v3: 106).
 // Measured on the H200 at 4096^3 (`grpo bench --device cuda`, one run): A @ B 35.7 TFLOP/s (v3 29.2),
 // x @ W^T 34.2 (29.0), A^T @ B 36.7 (34.0); cuBLAS fp32 51. The launcher's choice since.
-// Half height (MatMulDeepHalfKernel): 64 x 128 tiles where 128 x 128 ones leave SMs idle (the small
-// shape's N = 256 products: 128 tiles for 264 slots). Measured on the H200, x (8192, 256) @ W^T (256, 256):
-// 19.96 TFLOP/s against 22.38 at full height, and the small training step 11.97 ms against 11.47: twice
-// the groups, but each does half the multiply-adds per shared-memory read. Not taken by the launcher; kept
-// with its figure (gemm_small_n_half) as the measured negative result.
-// Tests: Grpo.Tests/Compute/MatMulKernelTests.cs (v4 at the four layouts vs the CPU, both heights), PtxCompileTests.cs.
+// Tried and dropped: v4 at half height (64 x 128 tiles, 4 x 8 outputs a thread) where 128 x 128 tiles
+// leave SMs idle (the small shape's N = 256 products: 128 tiles for 264 slots). Measured on the H200,
+// x (8192, 256) @ W^T (256, 256): 19.96 TFLOP/s against 22.38 at full height (figure gemm_small_n), and the
+// small training step 11.97 ms against 11.47: twice the groups, but half the multiply-adds per
+// shared-memory read.
+// Tests: Grpo.Tests/Compute/MatMulKernelTests.cs (v4 at the four layouts vs the CPU), PtxCompileTests.cs.
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -171,140 +171,6 @@ public static partial class MatMulKernels
         sliceFloats[at + 3 * Tile] = v.W;
     }
 
-    /// <summary>Rows of C a group of the half-height variant computes.</summary>
-    public const int HalfTile = 64;
-
-    /// <summary>
-    /// v4 at half height: a 64 x 128 block of C a group, each thread 4 rows x 8 columns (rows 4 ty + i,
-    /// columns 4 tx + j and 64 + 4 tx + j), for products whose 128 x 128 tiles number fewer than two a
-    /// multiprocessor (x @ W^T and dy @ W with N = 256: 128 groups for 264 slots on an H200). One Float4
-    /// of A's slice and two of B's a thread.
-    /// </summary>
-    public static void MatMulDeepHalfKernel<TA, TB>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
-        where TA : struct, IOperandLayout
-        where TB : struct, IOperandLayout
-    {
-        var aSlices = SharedMemory.Allocate<Float4>(2 * DeepKStep * HalfTile / 4);
-        var bSlices = SharedMemory.Allocate<Float4>(2 * DeepSliceFloats / 4);
-        var aSliceFloats = aSlices.Cast<float>();
-        var bSliceFloats = bSlices.Cast<float>();
-        var a4 = a.Cast<Float4>();
-        var b4 = b.Cast<Float4>();
-        int thread = Group.IdxX;
-        int tx = thread % ThreadsPerSide, ty = thread / ThreadsPerSide;
-        int rowBase = Grid.IdxY * HalfTile, colBase = Grid.IdxX * Tile;
-        bool aAlongK = default(TA).KContiguous, bAlongK = default(TB).KContiguous;
-
-        var aLoad = HalfLoad.For(aAlongK, Grid.IdxZ * s.AStride, s.M, s.K, rowBase, thread);
-        var bLoad = DeepLoad.For(bAlongK, Grid.IdxZ * s.BStride, s.N, s.K, colBase, thread);
-        var aNext = aLoad.Fetch(a4, 0, s.K);
-        var bNext = bLoad.Fetch(b4, 0, s.K);
-        StoreHalf(aSlices, aSliceFloats, 0, aAlongK, thread, aNext);
-        StoreDeep(bSlices, bSliceFloats, 0, bAlongK, thread, bNext);
-        Group.Barrier();
-
-        Float8 acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        int buffer = 0;
-        for (int k0 = 0; k0 < s.K; k0 += DeepKStep)
-        {
-            bool more = k0 + DeepKStep < s.K; // the same for the whole group, so the barrier below is safe
-            if (more)
-            {
-                aNext = aLoad.Fetch(a4, k0 + DeepKStep, s.K);
-                bNext = bLoad.Fetch(b4, k0 + DeepKStep, s.K);
-            }
-
-            int steps = s.K - k0 < DeepKStep ? s.K - k0 : DeepKStep; // a run-time bound keeps this loop rolled
-            int aQuadBase = buffer * DeepKStep * HalfTile / 4, bQuadBase = buffer * DeepSliceFloats / 4;
-            for (int kk = 0; kk < steps; kk++)
-            {
-                Float4 aRows = aSlices[aQuadBase + kk * HalfTile / 4 + ty];
-                int colQuad = bQuadBase + kk * Tile / 4 + tx;
-                Float4 bLow = bSlices[colQuad], bHigh = bSlices[colQuad + 16];
-                var bRow = new Float8
-                {
-                    V0 = bLow.X, V1 = bLow.Y, V2 = bLow.Z, V3 = bLow.W,
-                    V4 = bHigh.X, V5 = bHigh.Y, V6 = bHigh.Z, V7 = bHigh.W,
-                };
-                acc0 = Float8.MultiplyAdd(aRows.X, bRow, acc0);
-                acc1 = Float8.MultiplyAdd(aRows.Y, bRow, acc1);
-                acc2 = Float8.MultiplyAdd(aRows.Z, bRow, acc2);
-                acc3 = Float8.MultiplyAdd(aRows.W, bRow, acc3);
-            }
-
-            if (more)
-            {
-                StoreHalf(aSlices, aSliceFloats, 1 - buffer, aAlongK, thread, aNext);
-                StoreDeep(bSlices, bSliceFloats, 1 - buffer, bAlongK, thread, bNext);
-            }
-            Group.Barrier();
-            buffer = 1 - buffer;
-        }
-
-        long cBase = Grid.IdxZ * s.CStride;
-        int row0 = rowBase + 4 * ty, col0 = colBase + 4 * tx;
-        StoreQuadRow(c, s, cBase, row0, col0, acc0);
-        StoreQuadRow(c, s, cBase, row0 + 1, col0, acc1);
-        StoreQuadRow(c, s, cBase, row0 + 2, col0, acc2);
-        StoreQuadRow(c, s, cBase, row0 + 3, col0, acc3);
-    }
-
-    /// <summary>A thread's Float4 of a 64-row slice: along k row t / 4, k 4 (t % 4); else k t / 16, rows 4 (t % 16).</summary>
-    private struct HalfLoad
-    {
-        public long Start, PerK;
-        public int KOffset;
-        public bool Inside;
-
-        public static HalfLoad For(bool alongK, long xBase, int rows, int kSize, int tileBase, int thread)
-        {
-            if (alongK)
-            {
-                int row = tileBase + thread / 4, k = 4 * (thread % 4);
-                return new HalfLoad { Start = xBase + (long)row * kSize + k, PerK = 1, KOffset = k, Inside = row < rows };
-            }
-            int kRow = thread / 16, column = tileBase + 4 * (thread % 16);
-            return new HalfLoad { Start = xBase + (long)kRow * rows + column, PerK = rows, KOffset = kRow, Inside = column < rows };
-        }
-
-        public readonly Float4 Fetch(ArrayView<Float4> x, int k0, int kSize) =>
-            Inside && k0 + KOffset < kSize ? x[(Start + k0 * PerK) / 4] : default;
-    }
-
-    /// <summary>Writes a thread's Float4 of a 64-row slice into buffer `buffer`, k-major ([kk * 64 + row]).</summary>
-    private static void StoreHalf(ArrayView<Float4> slices, ArrayView<float> sliceFloats, int buffer, bool alongK, int thread, Float4 v)
-    {
-        int at = buffer * DeepKStep * HalfTile;
-        if (alongK)
-        {
-            int row = thread / 4, kk = 4 * (thread % 4);
-            sliceFloats[at + kk * HalfTile + row] = v.X;
-            sliceFloats[at + (kk + 1) * HalfTile + row] = v.Y;
-            sliceFloats[at + (kk + 2) * HalfTile + row] = v.Z;
-            sliceFloats[at + (kk + 3) * HalfTile + row] = v.W;
-        }
-        else
-        {
-            slices[(at + thread / 16 * HalfTile + 4 * (thread % 16)) / 4] = v;
-        }
-    }
-
-    private static readonly Dictionary<(bool, bool), string> HalfKernelNames = new()
-    {
-        [(false, false)] = "matmul_v4h_nn", [(false, true)] = "matmul_v4h_nt",
-        [(true, false)] = "matmul_v4h_tn", [(true, true)] = "matmul_v4h_tt",
-    };
-
-    private static Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> HalfKernel(
-        Device device, bool transposeA, bool transposeB) =>
-        device.Kernels.Get(HalfKernelNames[(transposeA, transposeB)], acc => (transposeA, transposeB) switch
-        {
-            (false, false) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(MatMulDeepHalfKernel<KAlong, RowsAlong>),
-            (false, true) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(MatMulDeepHalfKernel<KAlong, KAlong>),
-            (true, false) => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(MatMulDeepHalfKernel<RowsAlong, RowsAlong>),
-            _ => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(MatMulDeepHalfKernel<RowsAlong, KAlong>),
-        });
-
     private static readonly Dictionary<(bool, bool), string> DeepKernelNames = new()
     {
         [(false, false)] = "matmul_v4_nn", [(false, true)] = "matmul_v4_nt",
@@ -321,22 +187,12 @@ public static partial class MatMulKernels
             _ => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(MatMulDeepKernel<RowsAlong, KAlong>),
         });
 
-    /// <summary>v4 for one product (bench, tests), at half height when asked; the shapes must allow Float4 loads.</summary>
+    /// <summary>v4 for one product (the launcher, bench, tests); the shapes must allow Float4 loads.</summary>
     public static void MatMulV4(Device device, ArrayView<float> a, bool transposeA, ArrayView<float> b, bool transposeB,
-        ArrayView<float> c, int batch, int m, int k, int n, bool sharedB, bool accumulate, bool half = false)
+        ArrayView<float> c, int batch, int m, int k, int n, bool sharedB, bool accumulate)
     {
         if (!UsesVectorLoads(a, transposeA, b, transposeB, m, k, n))
             throw new ArgumentException($"matmul v4: ({m}, {k}) x ({k}, {n}) with these transposes cannot take Float4 loads");
-        if (batch == 0 || m == 0 || n == 0) return;
-        var shape = new GemmShape
-        {
-            M = m, K = k, N = n,
-            AStride = (long)m * k, BStride = sharedB ? 0 : (long)k * n, CStride = (long)m * n,
-            TransposeA = transposeA ? 1 : 0, TransposeB = transposeB ? 1 : 0, Accumulate = accumulate ? 1 : 0,
-        };
-        int tileRows = half ? HalfTile : Tile;
-        var grid = new Index3D((n + Tile - 1) / Tile, (m + tileRows - 1) / tileRows, batch);
-        var kernel = half ? HalfKernel(device, transposeA, transposeB) : DeepKernel(device, transposeA, transposeB);
-        kernel(new KernelConfig(grid, new Index3D(ThreadsPerGroup, 1, 1)), a, b, c, shape);
+        Launch(device, 4, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
     }
 }

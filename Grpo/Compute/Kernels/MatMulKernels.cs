@@ -55,6 +55,14 @@ public struct GemmShape
     public int M, K, N;
     public long AStride, BStride, CStride;
     public int TransposeA, TransposeB, Accumulate;
+
+    /// <summary>Batch strides of contiguous (M, K), (K, N) (0 when B is shared) and (M, N) blocks.</summary>
+    public static GemmShape Of(int m, int k, int n, bool transposeA, bool transposeB, bool sharedB, bool accumulate) => new()
+    {
+        M = m, K = k, N = n,
+        AStride = (long)m * k, BStride = sharedB ? 0 : (long)k * n, CStride = (long)m * n,
+        TransposeA = transposeA ? 1 : 0, TransposeB = transposeB ? 1 : 0, Accumulate = accumulate ? 1 : 0,
+    };
 }
 
 public static partial class MatMulKernels
@@ -358,17 +366,6 @@ public static partial class MatMulKernels
         ArrayView<float> c, int batch, int m, int k, int n, bool sharedB, bool accumulate)
     {
         if (batch == 0 || m == 0 || n == 0) return;
-        var shape = new GemmShape
-        {
-            M = m, K = k, N = n,
-            AStride = (long)m * k, BStride = sharedB ? 0 : (long)k * n, CStride = (long)m * n,
-            TransposeA = transposeA ? 1 : 0, TransposeB = transposeB ? 1 : 0, Accumulate = accumulate ? 1 : 0,
-        };
-        if (version == 4)
-        {
-            MatMulV4(device, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
-            return;
-        }
         var grid = new Index3D((n + Tile - 1) / Tile, (m + Tile - 1) / Tile, batch);
         var config = new KernelConfig(grid, new Index3D(ThreadsPerGroup, 1, 1));
         var kernel = version switch
@@ -378,6 +375,6 @@ public static partial class MatMulKernels
             2 => device.Kernels.Get("matmul_f4", LoadV2),
             _ => device.Kernels.Get("matmul", LoadV1),
         };
-        kernel(config, a, b, c, shape);
+        kernel(config, a, b, c, GemmShape.Of(m, k, n, transposeA, transposeB, sharedB, accumulate));
     }
 }

@@ -168,14 +168,6 @@ public static partial class MatMulKernels
     {
         if (!UsesVectorLoads(a, transposeA, b, transposeB, m, k, n))
             throw new ArgumentException($"matmul v3: ({m}, {k}) x ({k}, {n}) with these transposes cannot take Float4 loads");
-        if (batch == 0 || m == 0 || n == 0) return;
-        var shape = new GemmShape
-        {
-            M = m, K = k, N = n,
-            AStride = (long)m * k, BStride = sharedB ? 0 : (long)k * n, CStride = (long)m * n,
-            TransposeA = transposeA ? 1 : 0, TransposeB = transposeB ? 1 : 0, Accumulate = accumulate ? 1 : 0,
-        };
-        var grid = new Index3D((n + Tile - 1) / Tile, (m + Tile - 1) / Tile, batch);
-        LayoutKernel(device, transposeA, transposeB)(new KernelConfig(grid, new Index3D(ThreadsPerGroup, 1, 1)), a, b, c, shape);
+        Launch(device, 3, a, transposeA, b, transposeB, c, batch, m, k, n, sharedB, accumulate);
     }
 }

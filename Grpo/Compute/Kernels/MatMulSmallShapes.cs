@@ -134,7 +134,7 @@ public static partial class MatMulKernels
     }
 
     /// <summary>Sixteen sums: rows R0..R3, each over the columns tx, tx + 8, tx + 16, tx + 24.</summary>
-    private struct Block4x4
+    internal struct Block4x4
     {
         public Float4 R0, R1, R2, R3;
 

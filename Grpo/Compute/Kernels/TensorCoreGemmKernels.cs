@@ -350,25 +350,6 @@ public static class TensorCoreGemmKernels
         kernel(config, args);
     }
 
-    [DllImport("libcuda.so.1", EntryPoint = "cuFuncGetAttribute")]
-    private static extern int CuFuncGetAttribute(out int value, int attribute, IntPtr function);
-
-    /// <summary>
-    /// What the driver's compiler made of a loaded GEMM kernel (CU_FUNC_ATTRIBUTE_NUM_REGS and LOCAL_SIZE_BYTES):
-    /// above 128 registers a thread, only one group of 256 fits on an SM; local bytes mean spills.
-    /// Null before the kernel is loaded (the first Gemm loads it) or off CUDA.
-    /// </summary>
-    public static (int Registers, int LocalBytes)? CompiledAttributes(Device device, bool pipelined)
-    {
-        if (device.Kind != DeviceKind.Cuda) return null;
-        string name = pipelined ? "tensor_core_gemm" : "tensor_core_gemm_v1";
-        if (!device.Kernels.TryGet(name, out Action<KernelConfig, TensorCoreGemmArgs>? kernel)) return null;
-        var function = ((CudaKernel)kernel!.GetKernel()).FunctionPtr;
-        device.Accelerator.Bind();
-        if (CuFuncGetAttribute(out int registers, 4, function) != 0 || CuFuncGetAttribute(out int local, 3, function) != 0) return null;
-        return (registers, local);
-    }
-
     /// <summary>The device address of a view's first element; it must be 16-byte aligned (cp.async and ld.v4 move 16 bytes).</summary>
     private static long Address<T>(ArrayView<T> view, string name) where T : unmanaged
     {
